@@ -1,0 +1,57 @@
+# The MOC upload service. `make help` lists the targets.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+
+# Every Lambda function: one directory per route under functions/.
+FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
+BUILD_DIR := build
+GOFLAGS_LAMBDA := -tags lambda.norpc -trimpath -ldflags='-s -w'
+
+.PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+deps: ## install what the stack needs (PostgreSQL server, versitygw); idempotent
+	@bash scripts/deps.sh
+
+local: deps ## run the whole stack locally: PostgreSQL, S3 (versitygw), HTTP API on :3000
+	$(GO) run ./local/cmd/moc-local
+
+test: deps ## run every test: unit, integration (real PostgreSQL + S3), end-to-end
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+build: $(addprefix $(BUILD_DIR)/,$(addsuffix /bootstrap,$(FUNCTIONS))) ## build every function as build/<Name>/bootstrap (linux/arm64)
+
+$(BUILD_DIR)/%/bootstrap: FORCE
+	@mkdir -p $(@D)
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(GOFLAGS_LAMBDA) -o $@ ./functions/$*
+FORCE:
+
+# `sam build` runs build-<LogicalId> with ARTIFACTS_DIR set (BuildMethod: makefile).
+build-%Function:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(GOFLAGS_LAMBDA) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$*
+
+seed: deps ## load the sample session and image file (local/devstack/seed.sql)
+	$(GO) run ./local/cmd/moc-local seed
+
+replay: ## run one function on a sample event: make replay FN=GetSession EVENT=events/GetSession.json
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make replay FN=<Function> EVENT=events/<file>.json" >&2; exit 2; }
+	$(GO) run ./local/cmd/moc-local replay -fn $(FN) -event $(EVENT)
+
+migrate: ## apply the migrations to DATABASE_URL (e.g. a deployed database)
+	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL" >&2; exit 2; }
+	$(GO) run ./local/cmd/moc-local migrate
+
+wipe: ## delete make local's data (.local/: database and objects)
+	rm -rf .local
+
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
+	$(GO) vet ./...
+	cd tools && $(GO) tool staticcheck -checks all,-ST1000,-ST1003 github.com/mocbuilders/moc-upload/...
+
+clean: ## remove build output
+	rm -rf $(BUILD_DIR)

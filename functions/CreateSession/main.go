@@ -1,0 +1,6 @@
+// Command CreateSession is the Lambda function behind POST /api/mocs/uploads/sessions.
+package main
+
+import "github.com/mocbuilders/moc-upload/shared/app"
+
+func main() { app.LambdaMain("CreateSession") }

@@ -1,0 +1,197 @@
+// Command moc-local runs the MOC upload service on this machine, without
+// Docker: `make local` (serve), `make seed`, `make replay` and
+// `make migrate` all come here.
+//
+//	moc-local                          start everything, serve the HTTP API, Ctrl-C stops
+//	moc-local seed                     load the sample session and image file
+//	moc-local replay -fn F -event E    run function F's handler on sample event E
+//	moc-local migrate                  apply migrations to DATABASE_URL
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/shared/postgres"
+)
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "moc-local:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args)
+	case "seed":
+		return seed(ctx)
+	case "replay":
+		return replay(ctx, args)
+	case "migrate":
+		url := os.Getenv("DATABASE_URL")
+		if url == "" {
+			return fmt.Errorf("set DATABASE_URL")
+		}
+		if err := postgres.Migrate(ctx, url); err != nil {
+			return err
+		}
+		fmt.Println("migrations applied")
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (serve, seed, replay, migrate)", cmd)
+}
+
+func options() (devstack.Options, error) {
+	dataDir := envOr("LOCAL_DATA_DIR", ".local")
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return devstack.Options{}, err
+	}
+	logf, err := openLog(abs)
+	if err != nil {
+		return devstack.Options{}, err
+	}
+	return devstack.Options{
+		DataDir: abs,
+		PGPort:  envInt("LOCAL_PG_PORT", 54329),
+		S3Port:  envInt("LOCAL_S3_PORT", 7070),
+		Log:     logf,
+	}, nil
+}
+
+func openLog(dataDir string) (*os.File, error) {
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(filepath.Join(dataDir, "services.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+}
+
+func serve(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	addr := fs.String("http", envOr("LOCAL_HTTP_ADDR", "127.0.0.1:3000"), "address of the HTTP API")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opts, err := options()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("HTTP API address %s: %w (set LOCAL_HTTP_ADDR or -http)", *addr, err)
+	}
+	st, err := devstack.Start(ctx, opts)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer st.Close()
+	c := st.Config
+	fmt.Printf(`
+MOC upload service — local stack
+  HTTP API     http://%s   (Authorization: Bearer <any user id>)
+  PostgreSQL   %s
+  S3           %s   bucket %s
+  data         %s   (make wipe deletes it; service logs in services.log)
+Ctrl-C stops everything.
+`, ln.Addr(), devstack.Redacted(c.DatabaseURL), orAWS(c.S3Endpoint), c.S3Bucket, opts.DataDir)
+	return st.Serve(ctx, ln)
+}
+
+func seed(ctx context.Context) error {
+	opts, err := options()
+	if err != nil {
+		return err
+	}
+	st, err := devstack.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Seed(ctx); err != nil {
+		return err
+	}
+	fmt.Println("seeded: session", devstack.SeedSessionID, "with image file", devstack.SeedImageFileID,
+		"for user", devstack.SeedUserID)
+	return nil
+}
+
+func replay(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fn := fs.String("fn", "", "function name, e.g. GetSession")
+	eventFile := fs.String("event", "", "sample event, e.g. events/GetSession.json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(*eventFile)
+	if err != nil {
+		return err
+	}
+	var ev events.APIGatewayV2HTTPRequest
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return fmt.Errorf("%s is not an API Gateway HTTP API event: %w", *eventFile, err)
+	}
+	opts, err := options()
+	if err != nil {
+		return err
+	}
+	st, err := devstack.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	handler, err := st.App.LambdaHandler(*fn)
+	if err != nil {
+		return err
+	}
+	resp, err := handler(ctx, ev)
+	if err != nil {
+		return err
+	}
+	out, _ := json.MarshalIndent(resp, "", "  ")
+	fmt.Println(string(out))
+	return nil
+}
+
+func orAWS(endpoint string) string {
+	if endpoint == "" {
+		return "AWS S3"
+	}
+	return endpoint
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(k)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}

@@ -1,0 +1,197 @@
+// Package devstack starts the whole service on one machine without Docker:
+// a PostgreSQL cluster from the Debian binaries (unless DATABASE_URL is
+// set), versitygw as the S3-compatible server (unless S3_ENDPOINT is set),
+// the migrations, the bucket, and the local HTTP API gateway in front of
+// the same Lambda handlers the functions run. `make local`, `make seed`,
+// `make replay` and the end-to-end test all start it through Start.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mocbuilders/moc-upload/local/gateway"
+	"github.com/mocbuilders/moc-upload/local/stack"
+	"github.com/mocbuilders/moc-upload/shared/app"
+	"github.com/mocbuilders/moc-upload/shared/httpapi"
+	"github.com/mocbuilders/moc-upload/shared/postgres"
+)
+
+// Options say where the stack keeps its data and which ports it uses.
+type Options struct {
+	// DataDir holds the PostgreSQL cluster (pg/) and the objects (s3/).
+	DataDir string
+	// PGPort and S3Port are used when the stack starts its own services.
+	// When something already listens there (another make local), it is
+	// reused instead.
+	PGPort, S3Port int
+	// Getenv reads the configuration (os.Getenv when nil).
+	Getenv func(string) string
+	// Log receives the services' own logs (discarded when nil).
+	Log io.Writer
+	// Fast trades durability for speed (tests).
+	Fast bool
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	Config     app.Config
+	App        *app.App
+	AdminDBURL string // the cluster's postgres database, when the stack started it
+	stops      []func()
+}
+
+// Start brings the stack up: services, migrations, bucket, application.
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	s := &Stack{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	env := map[string]string{}
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return o.Getenv(k)
+	}
+
+	if o.Getenv("DATABASE_URL") == "" {
+		url, err := s.startPostgres(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		env["DATABASE_URL"] = url
+	}
+	if o.Getenv("S3_ENDPOINT") == "" {
+		srv, err := s.startS3(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		env["S3_ENDPOINT"] = srv.Endpoint
+		env["AWS_ACCESS_KEY_ID"] = srv.AccessKey
+		env["AWS_SECRET_ACCESS_KEY"] = srv.SecretKey
+		env["AWS_REGION"] = srv.Region
+	}
+	if o.Getenv("S3_BUCKET") == "" {
+		env["S3_BUCKET"] = "moc-uploads-local"
+	}
+	if s.Config, err = app.ConfigFrom(getenv); err != nil {
+		return nil, err
+	}
+	if err := postgres.Migrate(ctx, s.Config.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	if s.Config.S3Endpoint != "" {
+		c := s.Config
+		if err := stack.EnsureBucket(ctx, c.S3Endpoint, c.S3AccessKey, c.S3SecretKey, c.S3Region, c.S3Bucket); err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", c.S3Bucket, err)
+		}
+	}
+	if s.App, err = app.New(ctx, s.Config); err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, s.App.Close)
+	return s, nil
+}
+
+func (s *Stack) startPostgres(ctx context.Context, o Options) (string, error) {
+	if stack.PortOpen(fmt.Sprintf("127.0.0.1:%d", o.PGPort)) {
+		url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", o.PGPort)
+		slog.Info("reusing the PostgreSQL already listening", "url", url)
+		s.AdminDBURL = url
+		return url, nil
+	}
+	pg, err := stack.StartPostgres(ctx, stack.PostgresOptions{
+		DataDir: filepath.Join(o.DataDir, "pg"), Port: o.PGPort, Log: o.Log, Fast: o.Fast,
+	})
+	if err != nil {
+		return "", err
+	}
+	s.stops = append(s.stops, func() { _ = pg.Stop() })
+	s.AdminDBURL = pg.URL
+	return pg.URL, nil
+}
+
+func (s *Stack) startS3(ctx context.Context, o Options) (*stack.S3Server, error) {
+	if stack.PortOpen(fmt.Sprintf("127.0.0.1:%d", o.S3Port)) {
+		slog.Info("reusing the S3 server already listening", "port", o.S3Port)
+		return stack.DevS3(o.S3Port), nil
+	}
+	srv, err := stack.StartS3(ctx, filepath.Join(o.DataDir, "s3"), o.S3Port, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, func() { _ = srv.Stop() })
+	return srv, nil
+}
+
+// Gateway returns the local HTTP API: every route invokes its function's
+// Lambda handler through aws-lambda-go-api-proxy, as in AWS.
+func (s *Stack) Gateway() (http.Handler, error) {
+	handlers := map[string]gateway.Handler{}
+	for _, rt := range httpapi.Routes {
+		h, err := s.App.LambdaHandler(rt.Function)
+		if err != nil {
+			return nil, err
+		}
+		handlers[rt.Function] = h
+	}
+	return gateway.New(handlers)
+}
+
+// Serve runs the gateway on ln until ctx ends.
+func (s *Stack) Serve(ctx context.Context, ln net.Listener) error {
+	h, err := s.Gateway()
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close stops what Start started, last first.
+func (s *Stack) Close() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+	s.stops = nil
+}
+
+// Redacted is a URL without its password, for printing.
+func Redacted(url string) string {
+	if i := strings.Index(url, "://"); i >= 0 {
+		if at := strings.Index(url[i+3:], "@"); at >= 0 {
+			userinfo := url[i+3 : i+3+at]
+			if u, _, ok := strings.Cut(userinfo, ":"); ok {
+				return url[:i+3] + u + ":***" + url[i+3+at:]
+			}
+		}
+	}
+	return url
+}

@@ -1,0 +1,145 @@
+// Package e2e drives the local stack over HTTP as a client would: real
+// gateway, real Lambda handlers through aws-lambda-go-api-proxy, real
+// PostgreSQL and a real S3-compatible server.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/stack"
+)
+
+var (
+	st     *devstack.Stack
+	server *httptest.Server
+	db     *pgxpool.Pool
+	s3c    *s3.Client
+)
+
+// Settings of the stack under test; the daily limit is low so that the
+// 429 is reachable.
+var testEnv = map[string]string{
+	"UPLOAD_RATE_LIMIT_PER_DAY": "5",
+	"S3_BUCKET":                 "e2e-uploads",
+	"STAGE":                     "test",
+}
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "moc-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	_ = os.Chmod(dir, 0o755)
+	pgPort, err1 := stack.FreePort()
+	s3Port, err2 := stack.FreePort()
+	if err1 != nil || err2 != nil {
+		fmt.Fprintln(os.Stderr, "no free port:", err1, err2)
+		return 1
+	}
+	st, err = devstack.Start(ctx, devstack.Options{
+		DataDir: dir, PGPort: pgPort, S3Port: s3Port, Fast: true,
+		Getenv: func(k string) string { return testEnv[k] },
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start the local stack:", err)
+		return 1
+	}
+	defer st.Close()
+	gw, err := st.Gateway()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	server = httptest.NewServer(gw)
+	defer server.Close()
+	if db, err = pgxpool.New(ctx, st.Config.DatabaseURL); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer db.Close()
+	c := st.Config
+	s3c = s3.New(s3.Options{
+		BaseEndpoint: aws.String(c.S3Endpoint), Region: c.S3Region, UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(c.S3AccessKey, c.S3SecretKey, ""),
+	})
+	return m.Run()
+}
+
+func newClient(t *testing.T, user string) client {
+	return client{t: t, base: server.URL, user: user}
+}
+
+// userFor gives each test its own user, so daily limits and titles of one
+// test never meet another's.
+func userFor(t *testing.T) string {
+	return "e2e-" + strings.NewReplacer("/", "-", " ", "-", "#", "-").Replace(strings.ToLower(t.Name()))
+}
+
+// snapshot summarises every table and the bucket, so a test can assert
+// that a refused request changed nothing.
+func snapshot(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	for _, q := range []string{
+		`SELECT 'sessions', count(*), coalesce(max(updated_at)::text, '') FROM upload_sessions`,
+		`SELECT 'files', count(*), coalesce(max(updated_at)::text, '') FROM upload_session_files`,
+		`SELECT 'parts', count(*), coalesce(max(updated_at)::text, '') FROM upload_session_parts`,
+		`SELECT 'mocs', count(*), coalesce(max(updated_at)::text, '') FROM moc_instructions`,
+		`SELECT 'moc_files', count(*), coalesce(max(updated_at)::text, '') FROM moc_files`,
+		`SELECT 'daily', count(*), coalesce(sum(count)::text, '') FROM user_daily_uploads`,
+	} {
+		var name, last string
+		var n int
+		if err := db.QueryRow(ctx, q).Scan(&name, &n, &last); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s=%d@%s ", name, n, last)
+	}
+	bucket := aws.String(st.Config.S3Bucket)
+	objs, err := s3c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range objs.Contents {
+		keys = append(keys, aws.ToString(o.Key)+":"+aws.ToString(o.ETag))
+	}
+	ups, err := s3c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ups.Uploads {
+		keys = append(keys, "upload:"+aws.ToString(u.UploadId))
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(&b, "objects=%v", keys)
+	return b.String()
+}
+
+// unchanged fails when fn changed any row or object.
+func unchanged(t *testing.T, fn func()) {
+	t.Helper()
+	before := snapshot(t)
+	fn()
+	if after := snapshot(t); after != before {
+		t.Fatalf("state changed:\nbefore %s\nafter  %s", before, after)
+	}
+}

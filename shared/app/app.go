@@ -1,0 +1,101 @@
+// Package app wires a function: configuration from the environment, the
+// PostgreSQL and S3 adapters, the upload service and its HTTP API. Every
+// Lambda binary and the local stack build the same App, once per process.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+	"github.com/google/uuid"
+
+	"github.com/mocbuilders/moc-upload/shared/httpapi"
+	"github.com/mocbuilders/moc-upload/shared/postgres"
+	"github.com/mocbuilders/moc-upload/shared/s3blob"
+	"github.com/mocbuilders/moc-upload/shared/upload"
+)
+
+// App is one process's service and API.
+type App struct {
+	Service *upload.Service
+	API     *httpapi.API
+	store   *postgres.Store
+}
+
+// New connects to PostgreSQL and S3 and builds the service.
+func New(ctx context.Context, cfg Config) (*App, error) {
+	store, err := postgres.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := s3blob.New(ctx, s3blob.Config{
+		Bucket:          cfg.S3Bucket,
+		Endpoint:        cfg.S3Endpoint,
+		Region:          cfg.S3Region,
+		AccessKeyID:     cfg.S3AccessKey,
+		SecretAccessKey: cfg.S3SecretKey,
+		SSE:             cfg.S3SSE,
+		PublicBaseURL:   cfg.S3PublicBaseURL,
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	svc := &upload.Service{
+		Store:               store,
+		Blob:                blob,
+		Limits:              cfg.Limits,
+		Stage:               cfg.Stage,
+		DownloadURLTTL:      cfg.DownloadURLTTL,
+		ValidateConcurrency: 8,
+		Now:                 time.Now,
+		NewID:               uuid.NewString,
+	}
+	return &App{Service: svc, API: httpapi.New(svc), store: store}, nil
+}
+
+// Close releases the database pool.
+func (a *App) Close() { a.store.Close() }
+
+// LambdaHandler is the function's Lambda entry point: the API Gateway HTTP
+// API (payload 2.0) event in, the response out, through
+// aws-lambda-go-api-proxy exactly as in AWS.
+func (a *App) LambdaHandler(function string) (func(context.Context, eventV2) (responseV2, error), error) {
+	h, err := a.API.Handler(function)
+	if err != nil {
+		return nil, err
+	}
+	return httpadapter.NewV2(h).ProxyWithContext, nil
+}
+
+// LambdaMain is all a function's main does: configure, connect once (cold
+// start), then serve invocations until the runtime stops the process.
+func LambdaMain(function string) {
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("function", function))
+	if err := runLambda(context.Background(), function); err != nil {
+		slog.Error("cold start failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func runLambda(ctx context.Context, function string) error {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	a, err := New(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	handler, err := a.LambdaHandler(function)
+	if err != nil {
+		return err
+	}
+	lambda.Start(handler)
+	return nil
+}

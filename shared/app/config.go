@@ -1,0 +1,103 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mocbuilders/moc-upload/shared/upload"
+)
+
+// Config is everything a function reads from its environment, once, at
+// cold start. See README.md "Environment" for the list.
+type Config struct {
+	DatabaseURL string // DATABASE_URL (required)
+
+	Stage           string // STAGE: first segment of every object key (default "dev")
+	S3Bucket        string // S3_BUCKET (required)
+	S3Endpoint      string // S3_ENDPOINT: an S3-compatible endpoint; unset → AWS S3
+	S3Region        string // AWS_REGION (default us-east-1)
+	S3AccessKey     string // AWS_ACCESS_KEY_ID; unset → the default credential chain
+	S3SecretKey     string // AWS_SECRET_ACCESS_KEY
+	S3SSE           string // S3_SSE: server-side encryption (default AES256; "none" turns it off)
+	S3PublicBaseURL string // S3_PUBLIC_BASE_URL: serve downloads from here instead of presigning
+
+	Limits         upload.Limits
+	DownloadURLTTL time.Duration // DOWNLOAD_URL_TTL_MINUTES (default 60, at least 15)
+}
+
+// ConfigFromEnv reads and checks the configuration; the error lists every
+// variable that is missing or malformed.
+func ConfigFromEnv() (Config, error) { return ConfigFrom(os.Getenv) }
+
+// ConfigFrom reads the configuration through getenv.
+func ConfigFrom(getenv func(string) string) (Config, error) {
+	var problems []string
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	required := func(name string) string {
+		v := str(name, "")
+		if v == "" {
+			problems = append(problems, name+" is required")
+		}
+		return v
+	}
+	num := func(name string, def, min int) int {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min {
+			problems = append(problems, fmt.Sprintf("%s must be a whole number ≥ %d, got %q", name, min, v))
+			return def
+		}
+		return n
+	}
+	mb := func(name string, def int64) int64 {
+		return int64(num(name, int(def/upload.MiB), 1)) * upload.MiB
+	}
+
+	d := upload.DefaultLimits()
+	c := Config{
+		DatabaseURL:     required("DATABASE_URL"),
+		Stage:           str("STAGE", "dev"),
+		S3Bucket:        required("S3_BUCKET"),
+		S3Endpoint:      str("S3_ENDPOINT", ""),
+		S3Region:        str("AWS_REGION", "us-east-1"),
+		S3AccessKey:     str("AWS_ACCESS_KEY_ID", ""),
+		S3SecretKey:     str("AWS_SECRET_ACCESS_KEY", ""),
+		S3SSE:           str("S3_SSE", "AES256"),
+		S3PublicBaseURL: strings.TrimRight(str("S3_PUBLIC_BASE_URL", ""), "/"),
+		Limits: upload.Limits{
+			PDFMaxBytes:       mb("UPLOAD_PDF_MAX_MB", d.PDFMaxBytes),
+			PartsListMaxBytes: mb("UPLOAD_PARTSLIST_MAX_MB", d.PartsListMaxBytes),
+			ImageMaxBytes:     mb("UPLOAD_IMAGE_MAX_MB", d.ImageMaxBytes),
+			ImageMaxCount:     num("UPLOAD_IMAGE_MAX_COUNT", d.ImageMaxCount, 0),
+			PartsListMaxCount: num("UPLOAD_PARTSLIST_MAX_COUNT", d.PartsListMaxCount, 0),
+			SessionsPerDay:    num("UPLOAD_RATE_LIMIT_PER_DAY", d.SessionsPerDay, 1),
+			SessionTTLMinutes: num("UPLOAD_SESSION_TTL_MINUTES", d.SessionTTLMinutes, 1),
+		},
+		DownloadURLTTL: time.Duration(num("DOWNLOAD_URL_TTL_MINUTES", 60, 15)) * time.Minute,
+	}
+	if strings.EqualFold(c.S3SSE, "none") {
+		c.S3SSE = ""
+	}
+	if (c.S3AccessKey == "") != (c.S3SecretKey == "") {
+		problems = append(problems, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together")
+	}
+	if strings.ContainsAny(c.Stage, "/ ") {
+		problems = append(problems, "STAGE must not contain '/' or spaces")
+	}
+	if len(problems) > 0 {
+		return c, errors.New("configuration: " + strings.Join(problems, "; "))
+	}
+	return c, nil
+}

@@ -1,0 +1,301 @@
+package upload
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io"
+	"sort"
+)
+
+// RegisterFile adds a file to an active session and opens its S3 multipart
+// upload. The session row stays locked meanwhile, so concurrent
+// registrations cannot break the per-category counts.
+func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, spec FileSpec, sums *Checksums) (*File, error) {
+	errs := map[string]string{}
+	spec.fieldErrors("", errs)
+	if sums != nil {
+		if sums.MD5 != "" && !isHex(sums.MD5, md5.Size) {
+			errs["checksums.md5"] = "must be 32 hex digits"
+		}
+		if sums.SHA256 != "" && !isHex(sums.SHA256, 32) {
+			errs["checksums.sha256"] = "must be 64 hex digits"
+		}
+	}
+	if len(errs) > 0 {
+		return nil, ValidationError(errs)
+	}
+	if err := s.Limits.checkTypeAndSize(spec); err != nil {
+		return nil, err
+	}
+	var file *File
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		sess, err := s.sessionForWrite(ctx, tx, userID, sessionID, true)
+		if err != nil {
+			return err
+		}
+		files, err := tx.ListFiles(ctx, sessionID)
+		if err != nil {
+			return err
+		}
+		specs := []FileSpec{spec}
+		for _, f := range files {
+			if f.Name == spec.Name {
+				return duplicateName(spec.Name)
+			}
+			specs = append(specs, FileSpec{Category: f.Category})
+		}
+		if err := s.Limits.checkCounts(specs, false); err != nil {
+			return err
+		}
+		now := s.now()
+		id := s.NewID()
+		f := &File{
+			ID: id, SessionID: sessionID, Category: spec.Category, Name: spec.Name,
+			MimeType: spec.Type, Ext: spec.Ext, Size: spec.Size,
+			S3Key:     s.objectKey(userID, sess.ID, spec.Category, id, spec.Ext),
+			Status:    FilePending,
+			CreatedAt: now, UpdatedAt: now,
+		}
+		if sums != nil && (sums.MD5 != "" || sums.SHA256 != "") {
+			f.Metadata.Checksums = sums
+		}
+		if f.UploadID, err = s.Blob.CreateMultipartUpload(ctx, f.S3Key, f.MimeType); err != nil {
+			return storageError("create multipart upload", err)
+		}
+		if err := tx.InsertFile(ctx, f); err != nil {
+			// Nothing will ever use this upload: give its storage back.
+			_ = s.Blob.AbortMultipartUpload(context.WithoutCancel(ctx), f.S3Key, f.UploadID)
+			if errors.Is(err, ErrConflict) {
+				return duplicateName(spec.Name)
+			}
+			return err
+		}
+		file = f
+		return nil
+	})
+	return file, err
+}
+
+func duplicateName(name string) *Error {
+	return (&Error{Code: CodeDuplicateFileName, Message: "a file with this name is already registered in the session"}).
+		WithDetails(map[string]any{"name": name})
+}
+
+func isHex(s string, n int) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == n
+}
+
+// PartResult is what UploadPart reports.
+type PartResult struct {
+	Part           Part
+	CompletedParts int
+	TotalParts     int
+}
+
+// UploadPart streams one part of a file to S3 and records it. size is the
+// request's Content-Length; contentMD5 the optional Content-MD5 header.
+// Re-uploading a part replaces it.
+func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID string, partNumber int, body io.Reader, size int64, contentMD5 string) (*PartResult, error) {
+	var file *File
+	var total int
+	// Check everything before a byte goes to S3; no lock is held while the
+	// part streams.
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		sess, err := s.sessionForWrite(ctx, tx, userID, sessionID, false)
+		if err != nil {
+			return err
+		}
+		if file, err = getFile(ctx, tx, sessionID, fileID, false); err != nil {
+			return err
+		}
+		if file.Status == FileCompleted {
+			return Errorf(CodeFileAlreadyCompleted, "file is already completed")
+		}
+		total = TotalParts(file.Size, sess.PartSizeBytes)
+		if partNumber < 1 || partNumber > total {
+			return (&Error{Code: CodeInvalidPartNumber, Message: "part number is out of range"}).
+				WithDetails(map[string]any{"partNumber": partNumber, "min": 1, "max": total})
+		}
+		if size == 0 {
+			return Errorf(CodeBadRequest, "request body is empty")
+		}
+		if want := expectedPartSize(file.Size, sess.PartSizeBytes, partNumber); size != want {
+			return (&Error{Code: CodeInvalidPartSize, Message: "part has the wrong size"}).
+				WithDetails(map[string]any{"partNumber": partNumber, "size": size, "expectedSize": want})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if contentMD5 != "" {
+		if raw, err := base64.StdEncoding.DecodeString(contentMD5); err != nil || len(raw) != md5.Size {
+			return nil, Errorf(CodeBadRequest, "Content-MD5 must be the base64 of a 16-byte MD5 digest")
+		}
+	}
+
+	sum := md5.New()
+	etag, err := s.Blob.UploadPart(ctx, file.S3Key, file.UploadID, partNumber, io.TeeReader(body, sum), size, contentMD5)
+	switch {
+	case errors.Is(err, ErrBadDigest):
+		return nil, Errorf(CodeChecksumMismatch, "part bytes do not match Content-MD5")
+	case errors.Is(err, ErrNotFound):
+		// The multipart upload is gone: completed or aborted meanwhile.
+		return nil, Errorf(CodeFileAlreadyCompleted, "file is no longer accepting parts")
+	case err != nil:
+		return nil, storageError("upload part", err)
+	}
+
+	var res PartResult
+	err = s.Store.InTx(ctx, func(tx Tx) error {
+		if _, err := getSession(ctx, tx, userID, sessionID, true); err != nil {
+			return err
+		}
+		f, err := getFile(ctx, tx, sessionID, fileID, true)
+		if err != nil {
+			return err
+		}
+		if f.Status == FileCompleted {
+			return Errorf(CodeFileAlreadyCompleted, "file is already completed")
+		}
+		now := s.now()
+		p := Part{FileID: fileID, PartNumber: partNumber, ETag: etag, Size: size,
+			MD5: hex.EncodeToString(sum.Sum(nil)), CreatedAt: now, UpdatedAt: now}
+		if err := tx.UpsertPart(ctx, &p); err != nil {
+			return err
+		}
+		if f.Status == FilePending {
+			f.Status = FileUploading
+			f.UpdatedAt = now
+			if err := tx.UpdateFile(ctx, f); err != nil {
+				return err
+			}
+		}
+		parts, err := tx.ListParts(ctx, fileID)
+		if err != nil {
+			return err
+		}
+		res = PartResult{Part: p, CompletedParts: len(parts), TotalParts: total}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// CompleteFile completes a file's multipart upload once every part is
+// there. When parts is not nil it must name exactly the recorded parts.
+// Completing a completed file returns it again.
+func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID string, parts []CompletedPart) (*File, error) {
+	var file *File
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		sess, err := getSession(ctx, tx, userID, sessionID, true)
+		if err != nil {
+			return err
+		}
+		f, err := getFile(ctx, tx, sessionID, fileID, true)
+		if err != nil {
+			return err
+		}
+		if f.Status == FileCompleted {
+			file = f
+			return nil
+		}
+		if err := s.checkWritable(sess); err != nil {
+			return err
+		}
+		recorded, err := tx.ListParts(ctx, fileID)
+		if err != nil {
+			return err
+		}
+		if missing := missingParts(recorded, TotalParts(f.Size, sess.PartSizeBytes)); len(missing) > 0 {
+			return (&Error{Code: CodeIncompleteUpload, Message: "some parts have not been uploaded"}).
+				WithDetails(map[string]any{"missingParts": missing})
+		}
+		if parts != nil {
+			if err := matchParts(parts, recorded); err != nil {
+				return err
+			}
+		}
+		if err := s.completeUpload(ctx, tx, f, recorded); err != nil {
+			return err
+		}
+		file = f
+		return nil
+	})
+	return file, err
+}
+
+// completeUpload completes f's multipart upload in S3 and marks it
+// completed. When S3 no longer knows the upload but has the object (a crash
+// after an earlier complete), the object is taken as is.
+func (s *Service) completeUpload(ctx context.Context, tx Tx, f *File, parts []Part) error {
+	cps := make([]CompletedPart, len(parts))
+	for i, p := range parts {
+		cps[i] = CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag}
+	}
+	err := s.Blob.CompleteMultipartUpload(ctx, f.S3Key, f.UploadID, cps)
+	if errors.Is(err, ErrNotFound) {
+		size, herr := s.Blob.Head(ctx, f.S3Key)
+		if herr != nil || size != f.Size {
+			return storageError("complete multipart upload", err)
+		}
+		err = nil
+	}
+	if err != nil {
+		return storageError("complete multipart upload", err)
+	}
+	f.Status = FileCompleted
+	f.FileURL = s.Blob.ObjectURL(f.S3Key)
+	f.UpdatedAt = s.now()
+	return tx.UpdateFile(ctx, f)
+}
+
+func missingParts(parts []Part, total int) []int {
+	have := make(map[int]bool, len(parts))
+	for _, p := range parts {
+		have[p.PartNumber] = true
+	}
+	missing := []int{}
+	for n := 1; n <= total; n++ {
+		if !have[n] {
+			missing = append(missing, n)
+		}
+	}
+	return missing
+}
+
+// matchParts checks a client's part list against the recorded one; ETags
+// are compared without surrounding quotes.
+func matchParts(given []CompletedPart, recorded []Part) error {
+	want := make(map[int]string, len(recorded))
+	for _, p := range recorded {
+		want[p.PartNumber] = trimQuotes(p.ETag)
+	}
+	var mismatched []int
+	seen := map[int]bool{}
+	for _, p := range given {
+		if etag, ok := want[p.PartNumber]; !ok || seen[p.PartNumber] || etag != trimQuotes(p.ETag) {
+			mismatched = append(mismatched, p.PartNumber)
+		}
+		seen[p.PartNumber] = true
+	}
+	if len(mismatched) == 0 && len(seen) == len(want) {
+		return nil
+	}
+	sort.Ints(mismatched)
+	return (&Error{Code: CodeBadRequest, Message: "parts do not match the uploaded parts"}).
+		WithDetails(map[string]any{"mismatchedParts": mismatched, "expectedParts": len(want), "givenParts": len(given)})
+}
+
+func trimQuotes(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}

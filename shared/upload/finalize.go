@@ -1,0 +1,386 @@
+package upload
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// FinalizeRequest is what a client sends to finalize a session.
+type FinalizeRequest struct {
+	SessionID   string
+	Title       string
+	Description *string
+	Tags        []string
+	Theme       *string
+}
+
+// Check applies the field rules (422).
+func (r *FinalizeRequest) Check(validID func(string) bool) error {
+	errs := map[string]string{}
+	switch {
+	case r.SessionID == "":
+		errs["uploadSessionId"] = "is required"
+	case !validID(r.SessionID):
+		errs["uploadSessionId"] = "must be a UUID"
+	}
+	if n := utf8.RuneCountInString(strings.TrimSpace(r.Title)); n < 1 || n > 200 {
+		errs["title"] = "must be 1-200 characters"
+	}
+	if r.Description != nil && utf8.RuneCountInString(*r.Description) > 5000 {
+		errs["description"] = "must be at most 5000 characters"
+	}
+	if len(r.Tags) > 20 {
+		errs["tags"] = "must be at most 20 tags"
+	}
+	for i, t := range r.Tags {
+		if n := utf8.RuneCountInString(t); n < 1 || n > 50 {
+			errs[fmt.Sprintf("tags[%d]", i)] = "must be 1-50 characters"
+		}
+	}
+	if r.Theme != nil && utf8.RuneCountInString(*r.Theme) > 100 {
+		errs["theme"] = "must be at most 100 characters"
+	}
+	if len(errs) > 0 {
+		return ValidationError(errs)
+	}
+	return nil
+}
+
+// Reasons a file fails finalize validation.
+const (
+	ReasonMissing    = "missing"
+	ReasonSize       = "size"
+	ReasonType       = "type"
+	ReasonMagicBytes = "magic-bytes"
+	ReasonChecksum   = "checksum"
+	ReasonIncomplete = "incomplete"
+)
+
+// FileFailure says why one file failed validation.
+type FileFailure struct {
+	FileID   string `json:"fileId"`
+	Filename string `json:"filename"`
+	Reason   string `json:"reason"`
+	Message  string `json:"message"`
+}
+
+// Finalize turns a session into a MOC: it completes files whose parts are
+// all there, validates every file in parallel, and creates the MOC and its
+// files and marks the session completed in one transaction. The session row
+// stays locked throughout, so a concurrent or repeated finalize waits and
+// then gets the MOC this one made, with resumed set.
+func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeRequest) (moc *Moc, resumed bool, err error) {
+	req.Title = strings.TrimSpace(req.Title)
+	err = s.Store.InTx(ctx, func(tx Tx) error {
+		sess, err := getSession(ctx, tx, userID, req.SessionID, true)
+		if err != nil {
+			return err
+		}
+		if moc, err = s.existingMoc(ctx, tx, sess); err != nil || moc != nil {
+			resumed = moc != nil
+			return err
+		}
+		if err := s.checkWritable(sess); err != nil {
+			return err
+		}
+		files, err := tx.ListFiles(ctx, sess.ID)
+		if err != nil {
+			return err
+		}
+		if !hasInstruction(files) {
+			return Errorf(CodeBadRequest, "the session has no instruction file")
+		}
+		if taken, err := tx.MocTitleExists(ctx, userID, req.Title); err != nil {
+			return err
+		} else if taken {
+			return s.titleConflict(ctx, tx, userID, req.Title)
+		}
+		failures, err := s.completeAll(ctx, tx, sess, files)
+		if err != nil {
+			return err
+		}
+		failures = append(failures, s.validateFiles(ctx, files)...)
+		if len(failures) > 0 {
+			return validationFailed(files, failures)
+		}
+		if moc, err = s.insertMoc(ctx, tx, sess, files, req); err != nil {
+			return err
+		}
+		now := s.now()
+		sess.Status, sess.FinalizedAt, sess.MocID, sess.UpdatedAt = SessionCompleted, &now, &moc.ID, now
+		return tx.UpdateSession(ctx, sess)
+	})
+	if errors.Is(err, ErrConflict) {
+		// Another session of this user took the title or slug between our
+		// check and insert; the failed insert ended that transaction.
+		err = s.Store.InTx(ctx, func(tx Tx) error { return s.titleConflict(ctx, tx, userID, req.Title) })
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return moc, resumed, nil
+}
+
+// existingMoc returns the MOC a session already has, mending the session
+// row when an older run crashed between the MOC and the session update.
+func (s *Service) existingMoc(ctx context.Context, tx Tx, sess *Session) (*Moc, error) {
+	moc, err := tx.GetMocBySession(ctx, sess.ID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sess.Status != SessionCompleted || sess.MocID == nil {
+		now := s.now()
+		sess.Status, sess.MocID, sess.UpdatedAt = SessionCompleted, &moc.ID, now
+		if sess.FinalizedAt == nil {
+			sess.FinalizedAt = &now
+		}
+		if err := tx.UpdateSession(ctx, sess); err != nil {
+			return nil, err
+		}
+	}
+	return moc, nil
+}
+
+func hasInstruction(files []File) bool {
+	for _, f := range files {
+		if f.Category == CategoryInstruction {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) titleConflict(ctx context.Context, tx Tx, userID, title string) error {
+	slug, err := s.availableSlug(ctx, tx, userID, title)
+	if err != nil {
+		return err
+	}
+	return (&Error{Code: CodeConflict, Message: "you already have a MOC with this title"}).
+		WithDetails(map[string]any{"title": title, "suggestedSlug": slug})
+}
+
+// availableSlug is the title's slug, or its first free numbered variant.
+func (s *Service) availableSlug(ctx context.Context, tx Tx, userID, title string) (string, error) {
+	base := Slugify(title)
+	// Numbered slugs of a long base cut the base to fit the suffix, so ask
+	// for everything that starts like the shortest cut can.
+	taken, err := tx.SlugsWithPrefix(ctx, userID, base[:min(len(base), MaxSlugLen-8)])
+	if err != nil {
+		return "", err
+	}
+	used := make(map[string]bool, len(taken))
+	for _, t := range taken {
+		used[t] = true
+	}
+	if !used[base] {
+		return base, nil
+	}
+	for n := 2; ; n++ {
+		if slug := NumberedSlug(base, n); !used[slug] {
+			return slug, nil
+		}
+	}
+}
+
+// completeAll completes every file whose parts are all uploaded and reports
+// the ones that are not.
+func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files []File) ([]FileFailure, error) {
+	var failures []FileFailure
+	for i := range files {
+		f := &files[i]
+		if f.Status == FileCompleted {
+			continue
+		}
+		parts, err := tx.ListParts(ctx, f.ID)
+		if err != nil {
+			return nil, err
+		}
+		if missing := missingParts(parts, TotalParts(f.Size, sess.PartSizeBytes)); len(missing) > 0 {
+			failures = append(failures, FileFailure{FileID: f.ID, Filename: f.Name, Reason: ReasonIncomplete,
+				Message: fmt.Sprintf("%d of %d parts are missing", len(missing), TotalParts(f.Size, sess.PartSizeBytes))})
+			continue
+		}
+		if err := s.completeUpload(ctx, tx, f, parts); err != nil {
+			return nil, err
+		}
+	}
+	return failures, nil
+}
+
+// validateFiles checks every completed file against S3, at most
+// ValidateConcurrency at a time.
+func (s *Service) validateFiles(ctx context.Context, files []File) []FileFailure {
+	limit := s.ValidateConcurrency
+	if limit < 1 {
+		limit = 1
+	}
+	results := make([]*FileFailure, len(files))
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range files {
+		if files[i].Status != FileCompleted {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			results[i] = s.validateFile(ctx, &files[i])
+		}(i)
+	}
+	wg.Wait()
+	var failures []FileFailure
+	for _, r := range results {
+		if r != nil {
+			failures = append(failures, *r)
+		}
+	}
+	return failures
+}
+
+// ValidateFile checks one stored file: it exists, has the declared size,
+// starts with its type's magic bytes, and matches its declared checksums.
+// It returns nil when the file is good. Storage faults are reported as a
+// "missing" failure only when the object is really absent; other faults
+// are failures too, with a message that says so, because finalize must not
+// create a MOC it could not check.
+func (s *Service) validateFile(ctx context.Context, f *File) *FileFailure {
+	fail := func(reason, format string, args ...any) *FileFailure {
+		return &FileFailure{FileID: f.ID, Filename: f.Name, Reason: reason, Message: fmt.Sprintf(format, args...)}
+	}
+	size, err := s.Blob.Head(ctx, f.S3Key)
+	if errors.Is(err, ErrNotFound) {
+		return fail(ReasonMissing, "file is not in storage")
+	}
+	if err != nil {
+		return fail(ReasonMissing, "storage could not be checked, try again")
+	}
+	if size != f.Size {
+		return fail(ReasonSize, "stored size %d differs from declared size %d", size, f.Size)
+	}
+	head, err := s.Blob.ReadRange(ctx, f.S3Key, 0, MagicBytesLen)
+	if err != nil {
+		return fail(ReasonMissing, "storage could not be read, try again")
+	}
+	if !MatchesType(f.MimeType, head, int64(len(head)) == f.Size) {
+		return fail(ReasonMagicBytes, "content does not look like %s", f.MimeType)
+	}
+	if sums := f.Metadata.Checksums; sums != nil {
+		if msg := s.checkSums(ctx, f.S3Key, sums); msg != "" {
+			return fail(ReasonChecksum, "%s", msg)
+		}
+	}
+	return nil
+}
+
+func (s *Service) checkSums(ctx context.Context, key string, sums *Checksums) string {
+	var hashes []io.Writer
+	var md5h, shah hash.Hash
+	if sums.MD5 != "" {
+		md5h = md5.New()
+		hashes = append(hashes, md5h)
+	}
+	if sums.SHA256 != "" {
+		shah = sha256.New()
+		hashes = append(hashes, shah)
+	}
+	body, err := s.Blob.Open(ctx, key)
+	if err != nil {
+		return "storage could not be read, try again"
+	}
+	defer body.Close()
+	if _, err := io.Copy(io.MultiWriter(hashes...), body); err != nil {
+		return "storage could not be read, try again"
+	}
+	if md5h != nil && hex.EncodeToString(md5h.Sum(nil)) != strings.ToLower(sums.MD5) {
+		return "MD5 does not match the declared checksum"
+	}
+	if shah != nil && hex.EncodeToString(shah.Sum(nil)) != strings.ToLower(sums.SHA256) {
+		return "SHA-256 does not match the declared checksum"
+	}
+	return ""
+}
+
+func validationFailed(files []File, failures []FileFailure) error {
+	order := make(map[string]int, len(files))
+	for i, f := range files {
+		order[f.ID] = i
+	}
+	sortFailures(failures, order)
+	code, msg := CodeFileValidationFailed, "some files failed validation"
+	for _, f := range failures {
+		if f.Reason == ReasonChecksum {
+			code, msg = CodeChecksumMismatch, "some files do not match their checksums"
+		}
+	}
+	return (&Error{Code: code, Message: msg}).WithDetails(map[string]any{"files": failures})
+}
+
+func sortFailures(failures []FileFailure, order map[string]int) {
+	for i := 1; i < len(failures); i++ {
+		for j := i; j > 0 && order[failures[j].FileID] < order[failures[j-1].FileID]; j-- {
+			failures[j], failures[j-1] = failures[j-1], failures[j]
+		}
+	}
+}
+
+// insertMoc creates the MOC row and its files. Instruction files come
+// first, then parts lists, then images, each in registration order.
+func (s *Service) insertMoc(ctx context.Context, tx Tx, sess *Session, files []File, req FinalizeRequest) (*Moc, error) {
+	slug, err := s.availableSlug(ctx, tx, sess.UserID, req.Title)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	tags := req.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	m := &Moc{
+		ID: s.NewID(), UserID: sess.UserID, UploadSessionID: sess.ID,
+		Title: req.Title, Slug: slug, Description: req.Description, Type: "moc",
+		Status: MocPrivate, Tags: tags, Theme: req.Theme,
+		ThumbnailStatus: ThumbnailNone, FinalizedAt: &now, CreatedAt: now, UpdatedAt: now,
+	}
+	for _, c := range []Category{CategoryInstruction, CategoryPartsList, CategoryImage, CategoryThumbnail} {
+		for _, f := range files {
+			if f.Category != c {
+				continue
+			}
+			m.Files = append(m.Files, MocFile{
+				ID: f.ID, MocID: m.ID, FileType: FileTypeOf(f.Category), Category: f.Category,
+				FileURL: f.FileURL, S3Key: f.S3Key, OriginalFilename: f.Name,
+				MimeType: f.MimeType, Size: f.Size, CreatedAt: now,
+			})
+		}
+	}
+	// The old service used the first image as the thumbnail.
+	if img := m.firstImage(); img != nil {
+		m.ThumbnailURL = &img.FileURL
+	}
+	if err := tx.InsertMoc(ctx, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Moc) firstImage() *MocFile {
+	for i := range m.Files {
+		if c := m.Files[i].Category; c == CategoryImage || c == CategoryThumbnail {
+			return &m.Files[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+package upload
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Store is the database port. Every state change runs in one transaction
+// through InTx; the adapter rolls back when fn returns an error.
+type Store interface {
+	InTx(ctx context.Context, fn func(Tx) error) error
+}
+
+// Tx is what the domain can do inside a transaction. Methods that find
+// nothing return an error wrapping ErrNotFound; writes refused by a unique
+// constraint wrap ErrConflict.
+type Tx interface {
+	// IncrementDailyUploads adds one to the user's count for day (UTC date)
+	// unless it already reached limit; ok is false when it had.
+	IncrementDailyUploads(ctx context.Context, userID string, day time.Time, limit int) (ok bool, err error)
+
+	InsertSession(ctx context.Context, s *Session) error
+	// GetSession finds a session of userID; forUpdate locks its row until
+	// the transaction ends (SELECT … FOR UPDATE).
+	GetSession(ctx context.Context, id, userID string, forUpdate bool) (*Session, error)
+	UpdateSession(ctx context.Context, s *Session) error
+
+	// InsertFile wraps ErrConflict when the session has a file of that name.
+	InsertFile(ctx context.Context, f *File) error
+	GetFile(ctx context.Context, sessionID, fileID string, forUpdate bool) (*File, error)
+	ListFiles(ctx context.Context, sessionID string) ([]File, error)
+	UpdateFile(ctx context.Context, f *File) error
+
+	// UpsertPart inserts a part or replaces the one with the same number.
+	UpsertPart(ctx context.Context, p *Part) error
+	// ListParts returns a file's parts ordered by part number.
+	ListParts(ctx context.Context, fileID string) ([]Part, error)
+
+	// InsertMoc inserts the MOC and its files. It wraps ErrConflict when
+	// the user has that title or slug, or the session already has a MOC.
+	InsertMoc(ctx context.Context, m *Moc) error
+	GetMoc(ctx context.Context, id, userID string) (*Moc, error)
+	GetMocBySession(ctx context.Context, sessionID string) (*Moc, error)
+	// MocTitleExists reports whether the user has a MOC with exactly title.
+	MocTitleExists(ctx context.Context, userID, title string) (bool, error)
+	// SlugsWithPrefix returns the user's slugs that start with prefix.
+	SlugsWithPrefix(ctx context.Context, userID, prefix string) ([]string, error)
+}
+
+// Blob is the object-store port (S3). Errors wrap ErrNotFound for a missing
+// object or upload, ErrUnavailable when retries were exhausted, and
+// ErrBadDigest when a Content-MD5 did not match.
+type Blob interface {
+	CreateMultipartUpload(ctx context.Context, key, contentType string) (uploadID string, err error)
+	// UploadPart streams exactly size bytes of body as one part. contentMD5
+	// (base64, may be empty) is checked by the store.
+	UploadPart(ctx context.Context, key, uploadID string, partNumber int, body io.Reader, size int64, contentMD5 string) (etag string, err error)
+	CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []CompletedPart) error
+	AbortMultipartUpload(ctx context.Context, key, uploadID string) error
+	// Head returns the object's size; ErrNotFound when it does not exist.
+	Head(ctx context.Context, key string) (size int64, err error)
+	// ReadRange returns up to n bytes from offset.
+	ReadRange(ctx context.Context, key string, offset, n int64) ([]byte, error)
+	// Open streams the whole object.
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
+	// ObjectURL is the object's plain S3 URL (needs credentials to read).
+	ObjectURL(key string) string
+	// PresignGet returns a URL anyone can GET until ttl has passed.
+	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
+}
+
+// CompletedPart names one part for CompleteMultipartUpload.
+type CompletedPart struct {
+	PartNumber int
+	ETag       string
+}

@@ -1,0 +1,72 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Service runs the upload use cases against its ports. Build it once per
+// process (cold start) and share it: it holds no per-request state.
+type Service struct {
+	Store  Store
+	Blob   Blob
+	Limits Limits
+	// Stage prefixes every object key ("dev", "prod", …).
+	Stage string
+	// DownloadURLTTL is how long presigned download URLs live (≥ 15 minutes).
+	DownloadURLTTL time.Duration
+	// ValidateConcurrency bounds the files finalize checks at once.
+	ValidateConcurrency int
+
+	Now   func() time.Time
+	NewID func() string
+}
+
+func (s *Service) now() time.Time { return s.Now().UTC() }
+
+// sessionForWrite loads the user's session inside tx and refuses writes to
+// an expired (410) or no longer active (400) one.
+func (s *Service) sessionForWrite(ctx context.Context, tx Tx, userID, sessionID string, lock bool) (*Session, error) {
+	sess, err := getSession(ctx, tx, userID, sessionID, lock)
+	if err != nil {
+		return nil, err
+	}
+	return sess, s.checkWritable(sess)
+}
+
+func (s *Service) checkWritable(sess *Session) error {
+	switch sess.StatusAt(s.now()) {
+	case SessionActive:
+		return nil
+	case SessionExpired:
+		return (&Error{Code: CodeSessionExpired, Message: "upload session has expired"}).
+			WithDetails(map[string]any{"expiresAt": sess.ExpiresAt.Format(time.RFC3339)})
+	default:
+		return (&Error{Code: CodeSessionNotActive, Message: "upload session is " + string(sess.Status)}).
+			WithDetails(map[string]any{"status": string(sess.Status)})
+	}
+}
+
+func getSession(ctx context.Context, tx Tx, userID, sessionID string, lock bool) (*Session, error) {
+	sess, err := tx.GetSession(ctx, sessionID, userID, lock)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "upload session not found")
+	}
+	return sess, err
+}
+
+func getFile(ctx context.Context, tx Tx, sessionID, fileID string, lock bool) (*File, error) {
+	f, err := tx.GetFile(ctx, sessionID, fileID, lock)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "file not found")
+	}
+	return f, err
+}
+
+// objectKey is where a file's bytes live:
+// {stage}/moc-instructions/{userId}/{sessionId}/{category}/{fileId}.{ext}
+func (s *Service) objectKey(userID, sessionID string, c Category, fileID, ext string) string {
+	return fmt.Sprintf("%s/moc-instructions/%s/%s/%s/%s.%s", s.Stage, userID, sessionID, c, fileID, ext)
+}

@@ -1,0 +1,148 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CreateSession opens an upload session for the files the client means to
+// upload, within the user's daily quota.
+func (s *Service) CreateSession(ctx context.Context, userID string, files []FileSpec) (*Session, error) {
+	if err := s.checkDeclaredFiles(files); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	sess := &Session{
+		ID:            s.NewID(),
+		UserID:        userID,
+		Status:        SessionActive,
+		PartSizeBytes: PartSizeBytes,
+		ExpiresAt:     now.Add(time.Duration(s.Limits.SessionTTLMinutes) * time.Minute),
+		CreatedAt:     now,
+		UpdatedAt:     now,
+	}
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		ok, err := tx.IncrementDailyUploads(ctx, userID, now, s.Limits.SessionsPerDay)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return dailyLimitError(now, s.Limits.SessionsPerDay)
+		}
+		return tx.InsertSession(ctx, sess)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
+func (s *Service) checkDeclaredFiles(files []FileSpec) error {
+	if len(files) == 0 {
+		return ValidationError(map[string]string{"files": "must list at least one file"})
+	}
+	errs := map[string]string{}
+	for i, f := range files {
+		f.fieldErrors(fmt.Sprintf("files[%d].", i), errs)
+	}
+	if len(errs) > 0 {
+		return ValidationError(errs)
+	}
+	for _, f := range files {
+		if err := s.Limits.checkTypeAndSize(f); err != nil {
+			return err
+		}
+	}
+	return s.Limits.checkCounts(files, true)
+}
+
+func dailyLimitError(now time.Time, limit int) *Error {
+	next := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
+	wait := int(next.Sub(now).Seconds() + 0.999)
+	return &Error{
+		Code:              CodeTooManyRequests,
+		Message:           fmt.Sprintf("daily limit of %d upload sessions reached", limit),
+		Details:           map[string]any{"nextAllowedAt": next.Format(time.RFC3339), "retryAfterSeconds": wait},
+		RetryAfterSeconds: wait,
+	}
+}
+
+// SessionView is a session with its files and their uploaded parts, for
+// resuming an upload.
+type SessionView struct {
+	Session *Session
+	Status  SessionStatus // as seen now (expired is computed)
+	Files   []FileView
+}
+
+// FileView is one file of a SessionView.
+type FileView struct {
+	File       File
+	TotalParts int
+	Parts      []Part
+}
+
+// GetSession returns the user's session with its files and parts.
+func (s *Service) GetSession(ctx context.Context, userID, sessionID string) (*SessionView, error) {
+	var v SessionView
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		sess, err := getSession(ctx, tx, userID, sessionID, false)
+		if err != nil {
+			return err
+		}
+		files, err := tx.ListFiles(ctx, sessionID)
+		if err != nil {
+			return err
+		}
+		v = SessionView{Session: sess, Status: sess.StatusAt(s.now())}
+		for _, f := range files {
+			parts, err := tx.ListParts(ctx, f.ID)
+			if err != nil {
+				return err
+			}
+			v.Files = append(v.Files, FileView{File: f, TotalParts: TotalParts(f.Size, sess.PartSizeBytes), Parts: parts})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// AbortSession cancels a session and aborts the multipart uploads of its
+// unfinished files. Aborting a cancelled session again is a no-op; an
+// expired session may be aborted (that is its clean-up); a finalized one
+// may not.
+func (s *Service) AbortSession(ctx context.Context, userID, sessionID string) error {
+	return s.Store.InTx(ctx, func(tx Tx) error {
+		sess, err := getSession(ctx, tx, userID, sessionID, true)
+		if err != nil {
+			return err
+		}
+		switch sess.Status {
+		case SessionCancelled:
+			return nil
+		case SessionActive:
+		default:
+			return s.checkWritable(sess)
+		}
+		files, err := tx.ListFiles(ctx, sessionID)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			if f.Status == FileCompleted || f.UploadID == "" {
+				continue
+			}
+			if err := s.Blob.AbortMultipartUpload(ctx, f.S3Key, f.UploadID); err != nil && !errors.Is(err, ErrNotFound) {
+				return storageError("abort upload", err)
+			}
+		}
+		sess.Status = SessionCancelled
+		sess.UpdatedAt = s.now()
+		return tx.UpdateSession(ctx, sess)
+	})
+}
