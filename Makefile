@@ -16,8 +16,12 @@ help: ## list the targets
 deps: ## install what the stack needs (PostgreSQL server, versitygw); idempotent
 	@bash scripts/deps.sh
 
-local: deps ## run the whole stack locally: PostgreSQL, S3 (versitygw), HTTP API on :3000
-	$(GO) run ./local/cmd/moc-local
+MOC_LOCAL := .bin/moc-local
+$(MOC_LOCAL): FORCE
+	@$(GO) build -o $@ ./local/cmd/moc-local
+
+local: deps $(MOC_LOCAL) ## run the whole stack locally: PostgreSQL, S3 (versitygw), HTTP API on :3000
+	@$(MOC_LOCAL)
 
 test: deps ## run every test: unit, integration (real PostgreSQL + S3), end-to-end
 	$(GO) vet ./...
@@ -34,16 +38,17 @@ FORCE:
 build-%Function:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(GOFLAGS_LAMBDA) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$*
 
-seed: deps ## load the sample session and image file (local/devstack/seed.sql)
-	$(GO) run ./local/cmd/moc-local seed
+seed: deps $(MOC_LOCAL) ## load the sample sessions and files (local/devstack/seed.sql)
+	@$(MOC_LOCAL) seed
 
 replay: ## run one function on a sample event: make replay FN=GetSession EVENT=events/GetSession.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make replay FN=<Function> EVENT=events/<file>.json" >&2; exit 2; }
-	$(GO) run ./local/cmd/moc-local replay -fn $(FN) -event $(EVENT)
+	@$(MAKE) -s $(MOC_LOCAL)
+	@$(MOC_LOCAL) replay -fn $(FN) -event $(EVENT)
 
-migrate: ## apply the migrations to DATABASE_URL (e.g. a deployed database)
+migrate: $(MOC_LOCAL) ## apply the migrations to DATABASE_URL (e.g. a deployed database)
 	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL" >&2; exit 2; }
-	$(GO) run ./local/cmd/moc-local migrate
+	@$(MOC_LOCAL) migrate
 
 wipe: ## delete make local's data (.local/: database and objects)
 	rm -rf .local

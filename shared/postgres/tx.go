@@ -343,11 +343,11 @@ func (t *tx) MocTitleExists(ctx context.Context, userID, title string) (bool, er
 	return exists, nil
 }
 
-// SlugsWithPrefix returns the user's slugs that are base or base-….
-func (t *tx) SlugsWithPrefix(ctx context.Context, userID, base string) ([]string, error) {
+// SlugsWithPrefix returns the user's slugs that start with prefix.
+func (t *tx) SlugsWithPrefix(ctx context.Context, userID, prefix string) ([]string, error) {
 	rows, err := t.tx.Query(ctx, `SELECT slug FROM moc_instructions
-		WHERE user_id = $1 AND (slug = $2 OR slug LIKE $3 ESCAPE '\')
-		ORDER BY slug`, userID, base, likeEscape(base)+"-%")
+		WHERE user_id = $1 AND slug LIKE $2 ESCAPE '\'
+		ORDER BY slug`, userID, likeEscape(prefix)+"%")
 	if err != nil {
 		return nil, fail("list slugs of", userID, err)
 	}

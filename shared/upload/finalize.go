@@ -108,8 +108,11 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		if err != nil {
 			return err
 		}
-		failures = append(failures, s.validateFiles(ctx, files)...)
-		if len(failures) > 0 {
+		bad, err := s.validateFiles(ctx, files)
+		if err != nil {
+			return err
+		}
+		if failures = append(failures, bad...); len(failures) > 0 {
 			return validationFailed(files, failures)
 		}
 		if moc, err = s.insertMoc(ctx, tx, sess, files, req); err != nil {
@@ -220,13 +223,13 @@ func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files [
 }
 
 // validateFiles checks every completed file against S3, at most
-// ValidateConcurrency at a time.
-func (s *Service) validateFiles(ctx context.Context, files []File) []FileFailure {
-	limit := s.ValidateConcurrency
-	if limit < 1 {
-		limit = 1
-	}
+// ValidateConcurrency at a time. A file that fails a check is a failure;
+// storage that cannot be read is an error, because finalize must not
+// create a MOC it could not check.
+func (s *Service) validateFiles(ctx context.Context, files []File) ([]FileFailure, error) {
+	limit := max(s.ValidateConcurrency, 1)
 	results := make([]*FileFailure, len(files))
+	errs := make([]error, len(files))
 	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for i := range files {
@@ -237,55 +240,61 @@ func (s *Service) validateFiles(ctx context.Context, files []File) []FileFailure
 		sem <- struct{}{}
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			results[i] = s.validateFile(ctx, &files[i])
+			results[i], errs[i] = s.validateFile(ctx, &files[i])
 		}(i)
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, storageError("validate files", err)
+	}
 	var failures []FileFailure
 	for _, r := range results {
 		if r != nil {
 			failures = append(failures, *r)
 		}
 	}
-	return failures
+	return failures, nil
 }
 
-// ValidateFile checks one stored file: it exists, has the declared size,
+// validateFile checks one stored file: it exists, has the declared size,
 // starts with its type's magic bytes, and matches its declared checksums.
-// It returns nil when the file is good. Storage faults are reported as a
-// "missing" failure only when the object is really absent; other faults
-// are failures too, with a message that says so, because finalize must not
-// create a MOC it could not check.
-func (s *Service) validateFile(ctx context.Context, f *File) *FileFailure {
-	fail := func(reason, format string, args ...any) *FileFailure {
-		return &FileFailure{FileID: f.ID, Filename: f.Name, Reason: reason, Message: fmt.Sprintf(format, args...)}
+// It returns nil, nil when the file is good.
+func (s *Service) validateFile(ctx context.Context, f *File) (*FileFailure, error) {
+	fail := func(reason, format string, args ...any) (*FileFailure, error) {
+		return &FileFailure{FileID: f.ID, Filename: f.Name, Reason: reason, Message: fmt.Sprintf(format, args...)}, nil
 	}
 	size, err := s.Blob.Head(ctx, f.S3Key)
 	if errors.Is(err, ErrNotFound) {
 		return fail(ReasonMissing, "file is not in storage")
 	}
 	if err != nil {
-		return fail(ReasonMissing, "storage could not be checked, try again")
+		return nil, err
 	}
 	if size != f.Size {
 		return fail(ReasonSize, "stored size %d differs from declared size %d", size, f.Size)
 	}
 	head, err := s.Blob.ReadRange(ctx, f.S3Key, 0, MagicBytesLen)
 	if err != nil {
-		return fail(ReasonMissing, "storage could not be read, try again")
+		return nil, err
 	}
 	if !MatchesType(f.MimeType, head, int64(len(head)) == f.Size) {
 		return fail(ReasonMagicBytes, "content does not look like %s", f.MimeType)
 	}
 	if sums := f.Metadata.Checksums; sums != nil {
-		if msg := s.checkSums(ctx, f.S3Key, sums); msg != "" {
+		msg, err := s.checkSums(ctx, f.S3Key, sums)
+		if err != nil {
+			return nil, err
+		}
+		if msg != "" {
 			return fail(ReasonChecksum, "%s", msg)
 		}
 	}
-	return nil
+	return nil, nil
 }
 
-func (s *Service) checkSums(ctx context.Context, key string, sums *Checksums) string {
+// checkSums hashes the stored object and says which declared checksum it
+// does not match ("" when all match).
+func (s *Service) checkSums(ctx context.Context, key string, sums *Checksums) (string, error) {
 	var hashes []io.Writer
 	var md5h, shah hash.Hash
 	if sums.MD5 != "" {
@@ -298,19 +307,19 @@ func (s *Service) checkSums(ctx context.Context, key string, sums *Checksums) st
 	}
 	body, err := s.Blob.Open(ctx, key)
 	if err != nil {
-		return "storage could not be read, try again"
+		return "", err
 	}
 	defer body.Close()
 	if _, err := io.Copy(io.MultiWriter(hashes...), body); err != nil {
-		return "storage could not be read, try again"
+		return "", err
 	}
 	if md5h != nil && hex.EncodeToString(md5h.Sum(nil)) != strings.ToLower(sums.MD5) {
-		return "MD5 does not match the declared checksum"
+		return "MD5 does not match the declared checksum", nil
 	}
 	if shah != nil && hex.EncodeToString(shah.Sum(nil)) != strings.ToLower(sums.SHA256) {
-		return "SHA-256 does not match the declared checksum"
+		return "SHA-256 does not match the declared checksum", nil
 	}
-	return ""
+	return "", nil
 }
 
 func validationFailed(files []File, failures []FileFailure) error {

@@ -24,7 +24,9 @@ type Service struct {
 	NewID func() string
 }
 
-func (s *Service) now() time.Time { return s.Now().UTC() }
+// now is the service's clock, at PostgreSQL's precision, so that what the
+// domain holds equals what it reads back.
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
 
 // sessionForWrite loads the user's session inside tx and refuses writes to
 // an expired (410) or no longer active (400) one.
