@@ -56,7 +56,8 @@ wipe: ## delete make local's data (.local/: database and objects)
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
 	$(GO) vet ./...
-	cd tools && $(GO) tool staticcheck -checks all,-ST1000,-ST1003 github.com/mocbuilders/moc-upload/...
+	@cd tools && $(GO) build -o ../.bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	.bin/staticcheck -checks all,-ST1000,-ST1003 ./...
 
 clean: ## remove build output
 	rm -rf $(BUILD_DIR)

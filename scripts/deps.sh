@@ -1,47 +1,115 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, when it is missing:
-# Go modules, PostgreSQL's server binaries (Debian's postgresql package) and
-# the versitygw S3 server (built from the Go module proxy into .bin/).
-# Idempotent; says what it does; fails with a message saying what is missing.
+#   - Go (checked, not installed: expected in /usr/local/go/bin or on PATH),
+#   - PostgreSQL's server binaries (Debian's postgresql package, as root),
+#     found like local/stack.FindPostgresBin: $PG_BIN, else initdb on PATH,
+#     else the newest /usr/lib/postgresql/<version>/bin,
+#   - the postgres system user, which runs the server when we are root,
+#   - the Go modules, and the versitygw S3 server, built into .bin/.
+# Idempotent: a second run only checks. Says what it does; when it cannot
+# go on, it says what is missing and exits 1.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export PATH=/usr/local/go/bin:$PATH
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="/usr/local/go/bin:$PATH"
 
 say() { printf 'deps: %s\n' "$*"; }
 die() { printf 'deps: %s\n' "$*" >&2; exit 1; }
 
-command -v go >/dev/null || die "Go is not installed (expected in /usr/local/go/bin or on PATH): install Go 1.26 from the Go project's release archive"
+# --- Go -------------------------------------------------------------------
+command -v go >/dev/null \
+  || die "Go is missing (looked on PATH and in /usr/local/go/bin): install Go 1.26 from https://go.dev/dl/ into /usr/local/go"
+say "Go: $(go version)"
 
-have_postgres() {
-  [ -n "${PG_BIN:-}" ] && [ -x "$PG_BIN/postgres" ] && return 0
-  command -v initdb >/dev/null && command -v postgres >/dev/null && return 0
-  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+# --- PostgreSQL -----------------------------------------------------------
+has_server_binaries() { [ -x "$1/initdb" ] && [ -x "$1/postgres" ]; }
+
+# Prints the folder of initdb and postgres, like FindPostgresBin.
+find_postgres_bin() {
+  if [ -n "${PG_BIN:-}" ]; then
+    has_server_binaries "$PG_BIN" && { printf '%s\n' "$PG_BIN"; return 0; }
+    return 1
+  fi
+  local initdb dir
+  if initdb=$(command -v initdb); then
+    dir=$(dirname "$(readlink -f "$initdb")")
+    has_server_binaries "$dir" && { printf '%s\n' "$dir"; return 0; }
+    dir=$(dirname "$initdb")
+    has_server_binaries "$dir" && { printf '%s\n' "$dir"; return 0; }
+  fi
+  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn); do
+    has_server_binaries "$dir" && { printf '%s\n' "$dir"; return 0; }
+  done
+  return 1
 }
 
+ensure_postgres() {
+  if [ -n "${PG_BIN:-}" ] && ! has_server_binaries "$PG_BIN"; then
+    die "PG_BIN=$PG_BIN does not hold PostgreSQL's initdb and postgres: fix or unset it"
+  fi
+  if pg_bin=$(find_postgres_bin); then
+    say "PostgreSQL: $("$pg_bin/postgres" --version) in $pg_bin"
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    die "install PostgreSQL 15 server (Debian package postgresql) or set PG_BIN"
+  fi
+  command -v apt-get >/dev/null \
+    || die "install PostgreSQL 15 server (Debian package postgresql) or set PG_BIN: no apt-get here"
+  say "PostgreSQL: not found; installing Debian's postgresql (apt-get update && apt-get install postgresql)"
+  apt-get update || die "apt-get update failed: is Debian's package mirror reachable?"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql \
+    || die "apt-get install postgresql failed"
+  pg_bin=$(find_postgres_bin) \
+    || die "postgresql is installed, but initdb and postgres are not under /usr/lib/postgresql/*/bin: set PG_BIN"
+  say "PostgreSQL: installed $("$pg_bin/postgres" --version) in $pg_bin"
+}
+
+pg_bin=
 if [ -n "${DATABASE_URL:-}" ] && [ -n "${TEST_DATABASE_URL:-}" ]; then
-  say "DATABASE_URL and TEST_DATABASE_URL are set: not installing PostgreSQL"
-elif ! have_postgres; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing PostgreSQL's server from Debian (apt-get install postgresql)…"
-    apt-get update -qq || die "apt-get update failed: cannot reach Debian's package mirror"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
-      || die "apt-get install postgresql failed"
-    have_postgres || die "postgresql installed, but its server binaries are not under /usr/lib/postgresql/*/bin"
-  else
-    die "PostgreSQL's server binaries (initdb, postgres) are missing: as root run 'apt-get install postgresql', or set PG_BIN to their folder, or set DATABASE_URL and TEST_DATABASE_URL to a server"
-  fi
+  say "PostgreSQL: DATABASE_URL and TEST_DATABASE_URL are set; not needed here"
+else
+  ensure_postgres
 fi
 
-say "downloading Go modules…"
+# As root, PostgreSQL runs as the postgres user (it refuses root). The
+# Debian package creates that user; a PG_BIN build may not have.
+if [ -n "$pg_bin" ] && [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  say "creating the postgres system user, which runs PostgreSQL when we are root"
+  useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres \
+    || die "useradd postgres failed"
+fi
+
+# --- Go modules -----------------------------------------------------------
+say "Go modules: downloading what go.mod and tools/go.mod need (cached after the first time)"
 go mod download || die "go mod download failed: is the Go module proxy reachable?"
+(cd tools && go mod download) || die "go mod download in tools/ failed: is the Go module proxy reachable?"
 
-if [ -z "${S3_ENDPOINT:-}" ] || [ -z "${TEST_S3_ENDPOINT:-}" ]; then
-  if [ ! -x .bin/versitygw ]; then
-    say "building the versitygw S3 server into .bin/ (about two minutes, once)…"
-    mkdir -p .bin
-    (cd tools && go build -o ../.bin/versitygw.tmp github.com/versity/versitygw/cmd/versitygw) \
+# --- versitygw ------------------------------------------------------------
+bin=.bin/versitygw
+if [ -n "${S3_ENDPOINT:-}" ] && [ -n "${TEST_S3_ENDPOINT:-}" ]; then
+  say "versitygw: S3_ENDPOINT and TEST_S3_ENDPOINT are set; not needed here"
+elif [ -n "${VERSITYGW:-}" ]; then
+  [ -x "$VERSITYGW" ] || die "VERSITYGW=$VERSITYGW is not an executable: fix or unset it"
+  say "versitygw: using VERSITYGW=$VERSITYGW"
+elif [ -x "$bin" ]; then
+  say "versitygw: $bin is built"
+else
+  mkdir -p .bin
+  # The Go side (local/stack) takes the same lock when it builds it.
+  exec 9>.bin/.versitygw.lock
+  if command -v flock >/dev/null; then flock 9; fi
+  if [ -x "$bin" ]; then
+    say "versitygw: $bin was built meanwhile"
+  else
+    say "versitygw: building $bin from tools/go.mod (about two minutes, once)"
+    tmp=$(mktemp .bin/.versitygw-XXXXXX.tmp)
+    trap 'rm -f "$tmp"' EXIT
+    (cd tools && go build -o "../$tmp" github.com/versity/versitygw/cmd/versitygw) \
       || die "building versitygw failed: is the Go module proxy reachable?"
-    mv .bin/versitygw.tmp .bin/versitygw
+    mv -f "$tmp" "$bin"
+    say "versitygw: built $bin"
   fi
+  exec 9>&-
 fi
+
 say "ready"

@@ -6,6 +6,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"sort"
@@ -40,6 +42,8 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	ctx := context.Background()
+	// The gateway logs every request; the tests' own output is enough.
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	dir, err := os.MkdirTemp("", "moc-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,41 +18,79 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 )
 
-// The local S3 server's fixed development credentials.
+// The local S3 server's fixed development credentials and region.
 const (
 	DevAccessKey = "mocdev"
 	DevSecretKey = "mocdevsecret"
 	DevRegion    = "us-east-1"
 )
 
-// S3Server is a running S3-compatible server.
+// versitygwPackage is what the tools module builds into .bin/versitygw.
+const versitygwPackage = "github.com/versity/versitygw/cmd/versitygw"
+
+// S3Server is an S3-compatible server: one started by StartS3, or one
+// described by DevS3.
 type S3Server struct {
-	Endpoint, AccessKey, SecretKey, Region string
-	proc                                   *process
+	Endpoint  string // e.g. http://127.0.0.1:7070; use path-style addressing
+	AccessKey string
+	SecretKey string
+	Region    string
+	proc      *process
 }
 
-// DevS3 describes a local S3 server started earlier on port (by another
-// `make local`), with the development credentials.
+// DevS3 describes a local S3 server started earlier on port, for example
+// by another `make local`, with the development credentials.
 func DevS3(port int) *S3Server {
 	return &S3Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port),
 		AccessKey: DevAccessKey, SecretKey: DevSecretKey, Region: DevRegion}
 }
 
-// StartS3 runs versitygw (posix backend: objects are files under dataDir)
-// on 127.0.0.1:port and waits until it answers HTTP.
+// StartS3 runs versitygw with its posix backend (a bucket is a folder of
+// dataDir, an object a file) as a child process listening on
+// 127.0.0.1:port with the development credentials, and returns once it
+// answers HTTP (at most 60 seconds).
+//
+// The binary is $VERSITYGW when set, else .bin/versitygw in the
+// repository, which is built from the tools module when missing (about two
+// minutes, once). Object metadata goes in extended attributes, or in the
+// sidecar folder dataDir+".meta" on file systems without them.
+//
+// The server gets SIGTERM when this process dies; Stop stops it earlier.
 func StartS3(ctx context.Context, dataDir string, port int, logw io.Writer) (*S3Server, error) {
-	bin, err := versitygw()
+	if dataDir == "" || port <= 0 || port > 65535 {
+		return nil, fmt.Errorf("start versitygw: need a data folder and a port, got %q and %d", dataDir, port)
+	}
+	bin, err := VersitygwBinary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if PortOpen(fmt.Sprintf("127.0.0.1:%d", port)) {
+		return nil, fmt.Errorf("start versitygw: port %d on 127.0.0.1 is already in use: stop what listens there or choose another port", port)
+	}
+	dataDir, err = filepath.Abs(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--port", "127.0.0.1:"+strconv.Itoa(port), "--quiet", "posix", dataDir)
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+DevAccessKey, "ROOT_SECRET_KEY="+DevSecretKey)
+	args := []string{"--port", "127.0.0.1:" + strconv.Itoa(port), "--quiet", "posix"}
+	if !xattrsWork(dataDir) {
+		meta := dataDir + ".meta"
+		if err := os.MkdirAll(meta, 0o755); err != nil {
+			return nil, err
+		}
+		args = append(args, "--sidecar", meta)
+	}
+	args = append(args, dataDir)
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dataDir
+	cmd.Env = append(withoutEnv(os.Environ(), "ROOT_ACCESS_KEY", "ROOT_SECRET_KEY"),
+		"ROOT_ACCESS_KEY="+DevAccessKey, "ROOT_SECRET_KEY="+DevSecretKey)
 	proc, err := start("versitygw", cmd, logw)
 	if err != nil {
 		return nil, err
@@ -59,13 +98,20 @@ func StartS3(ctx context.Context, dataDir string, port int, logw io.Writer) (*S3
 	srv := DevS3(port)
 	srv.proc = proc
 	client := &http.Client{Timeout: time.Second}
-	err = proc.waitReady(ctx, 60*time.Second, func() bool {
-		resp, err := client.Get(srv.Endpoint)
+	err = proc.waitReady(ctx, 60*time.Second, func(ctx context.Context) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.Endpoint, nil)
 		if err != nil {
 			return false
 		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		return true
+		// Any S3 answer (403 for an anonymous request) means it serves;
+		// make sure the answer is versitygw's and not another server's.
+		return !proc.exited()
 	})
 	if err != nil {
 		return nil, err
@@ -73,59 +119,153 @@ func StartS3(ctx context.Context, dataDir string, port int, logw io.Writer) (*S3
 	return srv, nil
 }
 
-// Stop ends the server.
+// Stop ends a server started by StartS3 (SIGTERM, then SIGKILL after 10
+// seconds). It does nothing for a server described by DevS3.
 func (s *S3Server) Stop() error {
-	if s.proc == nil {
+	if s == nil {
 		return nil
 	}
 	return s.proc.stop(syscall.SIGTERM, 10*time.Second)
 }
 
+// xattrsWork reports whether dir's file system stores user extended
+// attributes, which versitygw's default metadata store needs.
+func xattrsWork(dir string) bool {
+	const name = "user.moc-stack-probe"
+	err := syscall.Setxattr(dir, name, []byte("1"), 0)
+	if errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) {
+		return false
+	}
+	_ = syscall.Removexattr(dir, name)
+	return true
+}
+
+func withoutEnv(env []string, names ...string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		drop := false
+		for _, n := range names {
+			drop = drop || k == n
+		}
+		if !drop {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 var buildMu sync.Mutex
 
-// versitygw finds the server binary: $VERSITYGW, else .bin/versitygw in the
-// repository, which it builds from the tools module when missing.
-func versitygw() (string, error) {
+// VersitygwBinary returns the versitygw server binary: $VERSITYGW when set,
+// else <repository>/.bin/versitygw, which it builds from the tools module
+// (`go build` in tools/, about two minutes) when missing. Concurrent
+// callers, in this and other processes (go test runs packages in
+// parallel), wait for one build.
+func VersitygwBinary(ctx context.Context) (string, error) {
 	if p := os.Getenv("VERSITYGW"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("VERSITYGW=%s: %w", p, err)
+		}
 		return p, nil
 	}
 	root, err := RepoRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("find versitygw (or set VERSITYGW): %w", err)
 	}
-	bin := filepath.Join(root, ".bin", "versitygw")
-	buildMu.Lock()
-	defer buildMu.Unlock()
+	binDir := filepath.Join(root, ".bin")
+	bin := filepath.Join(binDir, "versitygw")
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	fmt.Fprintln(os.Stderr, "building versitygw into .bin/ (about two minutes, once)…")
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return "", err
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
-	cmd := exec.Command("go", "build", "-o", tmp, "github.com/versity/versitygw/cmd/versitygw")
+	unlock, err := lockFile(filepath.Join(binDir, ".versitygw.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil // another process built it while we waited
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		if _, err2 := os.Stat("/usr/local/go/bin/go"); err2 != nil {
+			return "", errors.New("building versitygw needs the go command, which is not on PATH: run `make deps` or set VERSITYGW")
+		}
+		goCmd = "/usr/local/go/bin/go"
+	}
+	fmt.Fprintf(os.Stderr, "stack: building versitygw into %s (about two minutes, once)...\n", bin)
+	tmp, err := os.CreateTemp(binDir, ".versitygw-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", tmp.Name(), versitygwPackage)
 	cmd.Dir = filepath.Join(root, "tools")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build versitygw (run `make deps`): %w\n%s", err, out)
+		return "", fmt.Errorf("build versitygw (`make deps` builds it too): %w\n%s", err, strings.TrimSpace(string(out)))
 	}
-	// Another process may have built it meanwhile; a rename is atomic either way.
-	return bin, os.Rename(tmp, bin)
+	if err := os.Rename(tmp.Name(), bin); err != nil {
+		return "", err
+	}
+	return bin, nil
 }
 
-// EnsureBucket creates bucket unless it exists.
-func EnsureBucket(ctx context.Context, endpoint, accessKey, secretKey, region, bucket string) error {
-	c := s3.New(s3.Options{
-		BaseEndpoint: aws.String(endpoint), Region: region, UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
-	})
-	_, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode() {
-		case "BucketAlreadyOwnedByYou", "BucketAlreadyExists":
-			return nil
+// lockFile takes an exclusive lock on path, waiting for other holders.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
 		}
 	}
-	return err
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// EnsureBucket creates bucket on the S3 server at endpoint (path-style
+// addressing, static credentials) unless it exists and is the caller's.
+func EnsureBucket(ctx context.Context, endpoint, accessKey, secretKey, region, bucket string) error {
+	c := s3.New(s3.Options{
+		BaseEndpoint: aws.String(endpoint),
+		Region:       region,
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
+	})
+	in := &s3.CreateBucketInput{Bucket: aws.String(bucket)}
+	if region != "" && region != "us-east-1" {
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
+			LocationConstraint: types.BucketLocationConstraint(region),
+		}
+	}
+	_, err := c.CreateBucket(ctx, in)
+	var owned *types.BucketAlreadyOwnedByYou
+	var exists *types.BucketAlreadyExists
+	var apiErr smithy.APIError
+	switch {
+	case err == nil, errors.As(err, &owned):
+		return nil
+	case errors.As(err, &exists),
+		errors.As(err, &apiErr) && apiErr.ErrorCode() == "BucketAlreadyExists":
+		// Some servers say so of the caller's own buckets too: fine when
+		// the bucket answers the caller.
+		if _, herr := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); herr == nil {
+			return nil
+		}
+	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "BucketAlreadyOwnedByYou":
+		return nil
+	}
+	return fmt.Errorf("create bucket %s at %s: %w", bucket, endpoint, err)
 }

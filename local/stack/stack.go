@@ -1,11 +1,17 @@
 // Package stack starts the real services the upload service needs on this
 // machine, as child processes that die with their parent: PostgreSQL from
-// the Debian server binaries and versitygw, an S3-compatible server.
-// The local stack (`make local`) and the integration tests use it; nothing
-// here is mocked.
+// the distribution's server binaries (StartPostgres) and versitygw, an
+// S3-compatible server storing objects as plain files (StartS3).
+//
+// The local stack (`make local`, package devstack) and the integration test
+// fixtures (package stacktest) use it; nothing here is mocked. Every child
+// is started with a parent-death signal, so a killed test binary or `make
+// local` does not leave servers behind, and every start waits, by polling
+// with a deadline, until the server answers.
 package stack
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,23 +20,31 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// FreePort asks the kernel for a free TCP port on 127.0.0.1.
+// ModulePath is the module whose checkout RepoRoot looks for.
+const ModulePath = "github.com/mocbuilders/moc-upload"
+
+// FreePort asks the kernel for a TCP port on 127.0.0.1 that nothing uses
+// right now. Another process may take it before the caller listens on it;
+// the Start functions then fail saying the port is in use.
 func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// PortOpen reports whether something accepts TCP connections at addr.
+// PortOpen reports whether something accepts TCP connections at addr
+// (host:port), for callers that reuse a service that is already running.
 func PortOpen(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
 	if err != nil {
@@ -40,48 +54,73 @@ func PortOpen(addr string) bool {
 	return true
 }
 
-// RepoRoot is the folder of this module's go.mod, found from the working
-// directory upwards (tests run in their package's folder).
+// RepoRoot returns the folder of this repository's go.mod (module
+// ModulePath), searched from the working directory upwards: tests run in
+// their package's folder, commands anywhere in the checkout.
 func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
+	wd, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/mocbuilders/moc-upload\n") {
+	for dir := wd; ; {
+		if modulePath(filepath.Join(dir, "go.mod")) == ModulePath {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("stack: not inside the moc-upload repository")
+			return "", fmt.Errorf("%s is not inside a checkout of %s (no go.mod of that module above it)", wd, ModulePath)
 		}
 		dir = parent
 	}
 }
 
-// process is a started child and how it ended.
+// modulePath returns the module path declared by the go.mod file at path,
+// or "" when there is none.
+func modulePath(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "module" {
+			if p, err := strconv.Unquote(fields[1]); err == nil {
+				return p
+			}
+			return fields[1]
+		}
+	}
+	return ""
+}
+
+// process is a started child server and how it ended.
 type process struct {
 	name    string
 	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
+	done    chan struct{} // closed once the child has exited
+	waitErr error         // cmd.Wait's result, set before done is closed
 	logTail *tail
 }
 
-// start runs cmd as a child that gets SIGTERM when this process dies.
+// start runs cmd as a child that receives SIGTERM when this process dies.
+// Its output goes to logw (when not nil) and to a tail kept for errors.
 func start(name string, cmd *exec.Cmd, logw io.Writer) (*process, error) {
-	p := &process{name: name, cmd: cmd, done: make(chan struct{}), logTail: &tail{max: 4096}}
+	p := &process{name: name, cmd: cmd, done: make(chan struct{}), logTail: &tail{max: 8 << 10}}
 	if logw == nil {
 		logw = io.Discard
 	}
-	cmd.Stdout = io.MultiWriter(logw, p.logTail)
-	cmd.Stderr = cmd.Stdout
+	out := io.MultiWriter(logw, p.logTail)
+	cmd.Stdout, cmd.Stderr = out, out
+	// Children a killed server leaves behind could hold the output pipe
+	// open; do not let Wait hang on them.
+	cmd.WaitDelay = 2 * time.Second
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
-	if err := cmd.Start(); err != nil {
+	if err := startOnSpawnThread(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
@@ -91,43 +130,89 @@ func start(name string, cmd *exec.Cmd, logw io.Writer) (*process, error) {
 	return p, nil
 }
 
-// waitReady polls ready until it succeeds, the process exits, or the
-// deadline passes.
-func (p *process) waitReady(ctx context.Context, timeout time.Duration, ready func() bool) error {
+var spawner struct {
+	once sync.Once
+	ch   chan func()
+}
+
+// startOnSpawnThread starts cmd from one OS thread that lives as long as
+// this process. Linux delivers the parent-death signal when the thread
+// that forked the child ends, not the process, and the Go runtime ends a
+// thread whenever a goroutine locked to it returns; forking from a thread
+// locked forever makes Pdeathsig mean "when this process dies".
+func startOnSpawnThread(cmd *exec.Cmd) error {
+	spawner.once.Do(func() {
+		spawner.ch = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked, on purpose
+			for f := range spawner.ch {
+				f()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	spawner.ch <- func() { errc <- cmd.Start() }
+	return <-errc
+}
+
+// exited reports whether the child has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitReady polls ready every 50 ms until it reports true, the child exits,
+// ctx ends or timeout passes. A child that is not ready is killed.
+func (p *process) waitReady(ctx context.Context, timeout time.Duration, ready func(context.Context) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if ready() {
+		if p.exited() {
+			return p.exitError()
+		}
+		if ready(ctx) {
 			return nil
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited during start-up (%v); its last output:\n%s", p.name, p.waitErr, p.logTail)
+			return p.exitError()
 		case <-ctx.Done():
-			p.stop(syscall.SIGKILL, time.Second)
-			return fmt.Errorf("%s did not become ready within %s; its last output:\n%s", p.name, timeout, p.logTail)
+			_ = p.stop(syscall.SIGKILL, 5*time.Second)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%s did not answer within %s and was killed; its last output:\n%s", p.name, timeout, p.logTail)
+			}
+			return fmt.Errorf("%s start-up abandoned: %w", p.name, ctx.Err())
 		case <-tick.C:
 		}
 	}
 }
 
-// stop sends sig and waits up to grace, then kills.
+func (p *process) exitError() error {
+	return fmt.Errorf("%s exited during start-up (%v); its last output:\n%s", p.name, p.waitErr, p.logTail)
+}
+
+// stop sends sig and waits up to grace for the child to exit, then kills
+// it. It is a no-op for a child that has already exited.
 func (p *process) stop(sig syscall.Signal, grace time.Duration) error {
-	select {
-	case <-p.done:
+	if p == nil || p.exited() {
 		return nil
-	default:
 	}
 	_ = p.cmd.Process.Signal(sig)
+	t := time.NewTimer(grace)
+	defer t.Stop()
 	select {
 	case <-p.done:
 		return nil
-	case <-time.After(grace):
+	case <-t.C:
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("%s did not stop within %s and was killed", p.name, grace)
+		return fmt.Errorf("%s did not stop within %s of %v and was killed", p.name, grace, sig)
 	}
 }
 
@@ -143,7 +228,7 @@ func (t *tail) Write(b []byte) (int, error) {
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, b...)
 	if len(t.buf) > t.max {
-		t.buf = t.buf[len(t.buf)-t.max:]
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
 	}
 	return len(b), nil
 }
@@ -151,5 +236,5 @@ func (t *tail) Write(b []byte) (int, error) {
 func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return string(t.buf)
+	return strings.TrimRight(string(t.buf), "\n")
 }

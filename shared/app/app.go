@@ -52,7 +52,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Limits:              cfg.Limits,
 		Stage:               cfg.Stage,
 		DownloadURLTTL:      cfg.DownloadURLTTL,
-		ValidateConcurrency: 8,
+		FinalizeConcurrency: 8,
 		Now:                 time.Now,
 		NewID:               uuid.NewString,
 	}

@@ -232,24 +232,35 @@ func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID st
 }
 
 // completeUpload completes f's multipart upload in S3 and marks it
-// completed. When S3 no longer knows the upload but has the object (a crash
-// after an earlier complete), the object is taken as is.
+// completed.
 func (s *Service) completeUpload(ctx context.Context, tx Tx, f *File, parts []Part) error {
+	if err := s.completeInStorage(ctx, f, parts); err != nil {
+		return err
+	}
+	return s.markCompleted(ctx, tx, f)
+}
+
+// completeInStorage completes f's multipart upload in S3. When S3 no
+// longer knows the upload but has the object (a crash after an earlier
+// complete), the object is taken as it is.
+func (s *Service) completeInStorage(ctx context.Context, f *File, parts []Part) error {
 	cps := make([]CompletedPart, len(parts))
 	for i, p := range parts {
 		cps[i] = CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag}
 	}
 	err := s.Blob.CompleteMultipartUpload(ctx, f.S3Key, f.UploadID, cps)
 	if errors.Is(err, ErrNotFound) {
-		size, herr := s.Blob.Head(ctx, f.S3Key)
-		if herr != nil || size != f.Size {
-			return storageError("complete multipart upload", err)
+		if size, herr := s.Blob.Head(ctx, f.S3Key); herr == nil && size == f.Size {
+			return nil
 		}
-		err = nil
 	}
 	if err != nil {
 		return storageError("complete multipart upload", err)
 	}
+	return nil
+}
+
+func (s *Service) markCompleted(ctx context.Context, tx Tx, f *File) error {
 	f.Status = FileCompleted
 	f.FileURL = s.Blob.ObjectURL(f.S3Key)
 	f.UpdatedAt = s.now()

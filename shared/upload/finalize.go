@@ -197,53 +197,71 @@ func (s *Service) availableSlug(ctx context.Context, tx Tx, userID, title string
 	}
 }
 
-// completeAll completes every file whose parts are all uploaded and reports
-// the ones that are not.
+// completeAll completes, in parallel, every file whose parts are all
+// uploaded, and reports the ones that are not.
 func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files []File) ([]FileFailure, error) {
 	var failures []FileFailure
+	var todo []*File
+	parts := map[string][]Part{}
 	for i := range files {
 		f := &files[i]
 		if f.Status == FileCompleted {
 			continue
 		}
-		parts, err := tx.ListParts(ctx, f.ID)
+		ps, err := tx.ListParts(ctx, f.ID)
 		if err != nil {
 			return nil, err
 		}
-		if missing := missingParts(parts, TotalParts(f.Size, sess.PartSizeBytes)); len(missing) > 0 {
+		total := TotalParts(f.Size, sess.PartSizeBytes)
+		if missing := missingParts(ps, total); len(missing) > 0 {
 			failures = append(failures, FileFailure{FileID: f.ID, Filename: f.Name, Reason: ReasonIncomplete,
-				Message: fmt.Sprintf("%d of %d parts are missing", len(missing), TotalParts(f.Size, sess.PartSizeBytes))})
+				Message: fmt.Sprintf("%d of %d parts are missing", len(missing), total)})
 			continue
 		}
-		if err := s.completeUpload(ctx, tx, f, parts); err != nil {
+		todo = append(todo, f)
+		parts[f.ID] = ps
+	}
+	errs := make([]error, len(todo))
+	s.parallel(len(todo), func(i int) { errs[i] = s.completeInStorage(ctx, todo[i], parts[todo[i].ID]) })
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// The transaction is one connection: its writes stay sequential.
+	for _, f := range todo {
+		if err := s.markCompleted(ctx, tx, f); err != nil {
 			return nil, err
 		}
 	}
 	return failures, nil
 }
 
+// parallel runs fn(0) … fn(n-1), at most FinalizeConcurrency at a time.
+func (s *Service) parallel(n int, fn func(i int)) {
+	sem := make(chan struct{}, max(s.FinalizeConcurrency, 1))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
 // validateFiles checks every completed file against S3, at most
-// ValidateConcurrency at a time. A file that fails a check is a failure;
+// FinalizeConcurrency at a time. A file that fails a check is a failure;
 // storage that cannot be read is an error, because finalize must not
 // create a MOC it could not check.
 func (s *Service) validateFiles(ctx context.Context, files []File) ([]FileFailure, error) {
-	limit := max(s.ValidateConcurrency, 1)
 	results := make([]*FileFailure, len(files))
 	errs := make([]error, len(files))
-	sem := make(chan struct{}, limit)
-	var wg sync.WaitGroup
-	for i := range files {
-		if files[i].Status != FileCompleted {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
+	s.parallel(len(files), func(i int) {
+		if files[i].Status == FileCompleted {
 			results[i], errs[i] = s.validateFile(ctx, &files[i])
-		}(i)
-	}
-	wg.Wait()
+		}
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, storageError("validate files", err)
 	}

@@ -89,7 +89,7 @@ type Part struct {
 	UpdatedAt  time.Time
 }
 
-// MocStatus values; finalize creates private MOCs.
+// MocPrivate is the status finalize gives a new MOC.
 const MocPrivate = "private"
 
 // Thumbnail statuses of a MOC.

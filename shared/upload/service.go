@@ -17,8 +17,8 @@ type Service struct {
 	Stage string
 	// DownloadURLTTL is how long presigned download URLs live (≥ 15 minutes).
 	DownloadURLTTL time.Duration
-	// ValidateConcurrency bounds the files finalize checks at once.
-	ValidateConcurrency int
+	// FinalizeConcurrency bounds the files finalize completes and checks at once.
+	FinalizeConcurrency int
 
 	Now   func() time.Time
 	NewID func() string

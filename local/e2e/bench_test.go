@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
+
+	"github.com/mocbuilders/moc-upload/shared/upload"
+)
+
+// BenchmarkUploadPart compares one 5 MiB part through the whole local path
+// (HTTP → gateway → API Gateway event → aws-lambda-go-api-proxy → handler →
+// PostgreSQL + S3) with the same part put straight into S3 (the baseline).
+func BenchmarkUploadPart(b *testing.B) {
+	ctx := context.Background()
+	part := pdfBytes(5 * mib)
+	b.Run("direct-s3", func(b *testing.B) {
+		bucket, key := aws.String(st.Config.S3Bucket), aws.String("bench/direct.bin")
+		up, err := s3c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: bucket, Key: key})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(part)))
+		for b.Loop() {
+			_, err := s3c.UploadPart(ctx, &s3.UploadPartInput{Bucket: bucket, Key: key, UploadId: up.UploadId,
+				PartNumber: aws.Int32(1), Body: bytes.NewReader(part)})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("gateway", func(b *testing.B) {
+		c := client{t: &testing.T{}, base: server.URL, user: "bench-" + uuid.NewString()}
+		sessionID, fileID := benchSession(b, c.user, []int{len(part)})
+		b.SetBytes(int64(len(part)))
+		for b.Loop() {
+			if r := c.put(partPath(sessionID, fileID[0], 1), part); r.Status != 200 {
+				b.Fatalf("%d %s", r.Status, r.Raw)
+			}
+		}
+	})
+}
+
+// BenchmarkFinalizeValidation finalizes a session of one PDF and ten
+// images, checking the files one at a time (the baseline) and eight at a
+// time (the service's setting).
+func BenchmarkFinalizeValidation(b *testing.B) {
+	sizes := []int{1 * mib}
+	for range 10 {
+		sizes = append(sizes, 256<<10)
+	}
+	for _, workers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			svc := *st.App.Service
+			svc.FinalizeConcurrency = workers
+			for b.Loop() {
+				b.StopTimer()
+				user := "bench-" + uuid.NewString()
+				sessionID, _ := benchSession(b, user, sizes)
+				b.StartTimer()
+				if _, _, err := svc.Finalize(context.Background(), user, upload.FinalizeRequest{SessionID: sessionID, Title: "Bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchSession makes a session whose files (a PDF, then PNG-headed images)
+// are fully uploaded but not completed, through the service.
+func benchSession(b *testing.B, user string, sizes []int) (string, []string) {
+	b.Helper()
+	ctx := context.Background()
+	svc := st.App.Service
+	specs := []upload.FileSpec{}
+	for i, n := range sizes {
+		spec := upload.FileSpec{Category: upload.CategoryInstruction, Name: fmt.Sprintf("f%d.pdf", i), Size: int64(n), Type: "application/pdf", Ext: "pdf"}
+		if i > 0 {
+			spec = upload.FileSpec{Category: upload.CategoryImage, Name: fmt.Sprintf("f%d.png", i), Size: int64(n), Type: "image/png", Ext: "png"}
+		}
+		specs = append(specs, spec)
+	}
+	sess, err := svc.CreateSession(ctx, user, specs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for _, spec := range specs {
+		f, err := svc.RegisterFile(ctx, user, sess.ID, spec, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data := pdfBytes(int(spec.Size))
+		if spec.Category == upload.CategoryImage {
+			copy(data, "\x89PNG\r\n\x1a\n")
+		}
+		for n, off := 1, 0; off < len(data); n, off = n+1, off+5*mib {
+			end := min(off+5*mib, len(data))
+			if _, err := svc.UploadPart(ctx, user, sess.ID, f.ID, n, bytes.NewReader(data[off:end]), int64(end-off), ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ids = append(ids, f.ID)
+	}
+	return sess.ID, ids
+}
