@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"sync"
@@ -175,4 +177,37 @@ func TestStorageUnavailable(t *testing.T) {
 		})
 		c.json("POST", "/api/mocs/uploads/finalize", map[string]any{"uploadSessionId": sessionID, "title": "Flaky"}).data(t, 201)
 	})
+}
+
+// laxBlob is an S3-compatible store that ignores Content-MD5.
+type laxBlob struct{ upload.Blob }
+
+func (l laxBlob) UploadPart(ctx context.Context, key, id string, n int, body io.Reader, size int64, _ string) (string, error) {
+	return l.Blob.UploadPart(ctx, key, id, n, body, size, "")
+}
+
+// The service checks Content-MD5 itself, for stores that do not.
+func TestContentMD5WithLaxStore(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t, userFor(t))
+	pdf := pdfBytes(1000)
+	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
+	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
+	real := st.App.Service.Blob
+	st.App.Service.Blob = laxBlob{real}
+	t.Cleanup(func() { st.App.Service.Blob = real })
+
+	c.put(partPath(sessionID, fileID, 1), pdf, "Content-MD5", contentMD5([]byte("other"))).fail(t, 400, "CHECKSUM_MISMATCH")
+	var n int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM upload_session_parts WHERE file_id = $1`, fileID).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("a refused part was recorded: %d, %v", n, err)
+	}
+	d := c.put(partPath(sessionID, fileID, 1), pdf, "Content-MD5", contentMD5(pdf)).data(t, 200)
+	var md5hex string
+	if err := db.QueryRow(ctx, `SELECT md5 FROM upload_session_parts WHERE file_id = $1 AND part_number = 1`, fileID).Scan(&md5hex); err != nil {
+		t.Fatal(err)
+	}
+	if sum := md5.Sum(pdf); md5hex != hex.EncodeToString(sum[:]) || d["size"] != float64(len(pdf)) {
+		t.Fatalf("recorded md5 %s, response %v", md5hex, d)
+	}
 }

@@ -1,10 +1,8 @@
 package s3blob
 
 import (
-	"crypto/md5"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 )
 
@@ -14,8 +12,7 @@ import (
 var errNotRewindable = errors.New("s3blob: part body was partly sent and cannot be replayed")
 
 // partBody is UploadPart's request body: it reads exactly size bytes of an
-// unseekable source, hashes them (MD5) as they go by, and remembers a read
-// error of the source.
+// unseekable source and remembers a read error of the source.
 //
 // It is an io.Seeker only on the surface: seeking moves a virtual position
 // and succeeds while nothing has been read, so the SDK learns the length
@@ -27,12 +24,11 @@ type partBody struct {
 	size int64
 	pos  int64 // position the SDK believes it is at
 	read int64 // bytes read from src
-	hash hash.Hash
 	err  error // first failure of src (not io.EOF)
 }
 
 func newPartBody(src io.Reader, size int64) *partBody {
-	return &partBody{src: src, size: size, hash: md5.New()}
+	return &partBody{src: src, size: size}
 }
 
 func (p *partBody) Read(b []byte) (int, error) {
@@ -46,7 +42,6 @@ func (p *partBody) Read(b []byte) (int, error) {
 		b = b[:rest]
 	}
 	n, err := p.src.Read(b)
-	p.hash.Write(b[:n])
 	p.read += int64(n)
 	p.pos = p.read
 	switch {

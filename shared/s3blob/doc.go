@@ -64,11 +64,10 @@
 //   - sets ContentLength to size, so no chunked encoding is needed.
 //
 // Integrity. When a Content-MD5 is given it is sent to S3, which checks it
-// (BadDigest → [upload.ErrBadDigest]). The adapter also hashes the bytes as
-// they stream and compares them after the upload, because not every
-// S3-compatible store checks the header. When only that second check fails
-// the part has already been stored: it stays in the multipart upload until
-// it is re-uploaded (which replaces it) or the upload is aborted.
+// (BadDigest → [upload.ErrBadDigest]). The adapter does not hash the bytes
+// itself: the upload service already hashes every part as it streams (it
+// stores the part's MD5) and checks Content-MD5 against that too, for
+// S3-compatible stores that ignore the header.
 //
 // Retries. The SDK's standard retryer retries throttling, 5xx and network
 // errors with backoff, up to MaxAttempts. The part body cannot be replayed,

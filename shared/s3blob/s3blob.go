@@ -1,7 +1,6 @@
 package s3blob
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -179,14 +178,12 @@ func (b *Blob) CreateMultipartUpload(ctx context.Context, key, contentType strin
 // "Considerations" in the package documentation for how the body is sent,
 // retried and checked against contentMD5. The returned ETag has no quotes.
 func (b *Blob) UploadPart(ctx context.Context, key, uploadID string, partNumber int, body io.Reader, size int64, contentMD5 string) (string, error) {
-	var wantMD5 []byte
 	if contentMD5 != "" {
 		raw, err := base64.StdEncoding.DecodeString(contentMD5)
 		if err != nil || len(raw) != md5.Size {
 			return "", fmt.Errorf("s3: upload part %d of %s: Content-MD5 %q is not a base64 MD5 digest: %w",
 				partNumber, key, contentMD5, upload.ErrBadDigest)
 		}
-		wantMD5 = raw
 	}
 	if partNumber < 1 || partNumber > 10000 {
 		return "", fmt.Errorf("s3: upload part %d of %s: part number out of range 1..10000", partNumber, key)
@@ -225,12 +222,6 @@ func (b *Blob) UploadPart(ctx context.Context, key, uploadID string, partNumber 
 		// A store that answers 200 has read Content-Length bytes; this is
 		// an S3API that did not read the body.
 		return "", fmt.Errorf("s3: upload part %d of %s: only %d of %d bytes were sent", partNumber, key, pb.read, size)
-	}
-	if wantMD5 != nil {
-		if got := pb.hash.Sum(nil); !bytes.Equal(got, wantMD5) {
-			return "", fmt.Errorf("s3: upload part %d of %s: Content-MD5 %s, body has %s (the part is stored until re-uploaded): %w",
-				partNumber, key, contentMD5, base64.StdEncoding.EncodeToString(got), upload.ErrBadDigest)
-		}
 	}
 	return unquote(aws.ToString(out.ETag)), nil
 }

@@ -339,7 +339,7 @@ func TestReuploadReplacesPart(t *testing.T) {
 }
 
 func TestContentMD5(t *testing.T) {
-	b, _, cfg := newBlob(t)
+	b, _, _ := newBlob(t)
 	ctx := t.Context()
 	key := "md5/file.bin"
 	id, err := b.CreateMultipartUpload(ctx, key, "")
@@ -367,32 +367,8 @@ func TestContentMD5(t *testing.T) {
 	if _, err := b.UploadPart(ctx, key, id, 2, gen(3, 4096), 4096, "not base64!"); !errors.Is(err, upload.ErrBadDigest) {
 		t.Errorf("malformed Content-MD5: err = %v, want ErrBadDigest", err)
 	}
-
-	// A store that does not check Content-MD5: the adapter's own check
-	// still reports the mismatch.
-	c, err := NewClient(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lax := NewWithClient(dropMD5{c}, s3.NewPresignClient(c), cfg)
-	_, err = lax.UploadPart(ctx, key, id, 3, gen(3, 4096), 4096, wrong)
-	if !errors.Is(err, upload.ErrBadDigest) || apiCode(err) != "" {
-		t.Fatalf("lax store, wrong Content-MD5: err = %v, want the adapter's ErrBadDigest", err)
-	}
-	if _, err := lax.UploadPart(ctx, key, id, 3, gen(3, 4096), 4096, md5b64(data)); err != nil {
-		t.Fatalf("lax store, correct Content-MD5: %v", err)
-	}
 }
 
-// dropMD5 forwards to S3 without the Content-MD5 header, like a store that
-// ignores it.
-type dropMD5 struct{ *s3.Client }
-
-func (d dropMD5) UploadPart(ctx context.Context, in *s3.UploadPartInput, optFns ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
-	cp := *in
-	cp.ContentMD5 = nil
-	return d.Client.UploadPart(ctx, &cp, optFns...)
-}
 
 func TestMissingObject(t *testing.T) {
 	b, _, _ := newBlob(t)

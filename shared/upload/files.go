@@ -140,6 +140,11 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 
 	sum := md5.New()
 	etag, err := s.Blob.UploadPart(ctx, file.S3Key, file.UploadID, partNumber, io.TeeReader(body, sum), size, contentMD5)
+	if err == nil && contentMD5 != "" && base64.StdEncoding.EncodeToString(sum.Sum(nil)) != contentMD5 {
+		// A store that ignores Content-MD5 took the part; it is not
+		// recorded, so complete cannot use it until it is re-uploaded.
+		err = ErrBadDigest
+	}
 	switch {
 	case errors.Is(err, ErrBadDigest):
 		return nil, Errorf(CodeChecksumMismatch, "part bytes do not match Content-MD5")
