@@ -369,7 +369,6 @@ func TestContentMD5(t *testing.T) {
 	}
 }
 
-
 func TestMissingObject(t *testing.T) {
 	b, _, _ := newBlob(t)
 	ctx := t.Context()
