@@ -57,11 +57,7 @@ type partJSON struct {
 }
 
 func (a *API) getSession(w http.ResponseWriter, r *http.Request) error {
-	user, err := userID(r)
-	if err != nil {
-		return err
-	}
-	sessionID, err := pathID(r, "sessionId")
+	user, sessionID, err := sessionRequest(r)
 	if err != nil {
 		return err
 	}
@@ -97,11 +93,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) abortSession(w http.ResponseWriter, r *http.Request) error {
-	user, err := userID(r)
-	if err != nil {
-		return err
-	}
-	sessionID, err := pathID(r, "sessionId")
+	user, sessionID, err := sessionRequest(r)
 	if err != nil {
 		return err
 	}
@@ -113,11 +105,7 @@ func (a *API) abortSession(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) registerFile(w http.ResponseWriter, r *http.Request) error {
-	user, err := userID(r)
-	if err != nil {
-		return err
-	}
-	sessionID, err := pathID(r, "sessionId")
+	user, sessionID, err := sessionRequest(r)
 	if err != nil {
 		return err
 	}
@@ -168,15 +156,7 @@ func (a *API) registerFile(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) uploadPart(w http.ResponseWriter, r *http.Request) error {
-	user, err := userID(r)
-	if err != nil {
-		return err
-	}
-	sessionID, err := pathID(r, "sessionId")
-	if err != nil {
-		return err
-	}
-	fileID, err := pathID(r, "fileId")
+	user, sessionID, fileID, err := fileRequest(r)
 	if err != nil {
 		return err
 	}
@@ -205,15 +185,7 @@ func (a *API) uploadPart(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) completeFile(w http.ResponseWriter, r *http.Request) error {
-	user, err := userID(r)
-	if err != nil {
-		return err
-	}
-	sessionID, err := pathID(r, "sessionId")
-	if err != nil {
-		return err
-	}
-	fileID, err := pathID(r, "fileId")
+	user, sessionID, fileID, err := fileRequest(r)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,24 @@ func pathID(r *http.Request, name string) (string, error) {
 	return id.String(), nil
 }
 
+// sessionRequest reads the caller and the session id of a session route.
+func sessionRequest(r *http.Request) (user, sessionID string, err error) {
+	if user, err = userID(r); err != nil {
+		return "", "", err
+	}
+	sessionID, err = pathID(r, "sessionId")
+	return user, sessionID, err
+}
+
+// fileRequest reads the caller, session id and file id of a file route.
+func fileRequest(r *http.Request) (user, sessionID, fileID string, err error) {
+	if user, sessionID, err = sessionRequest(r); err != nil {
+		return "", "", "", err
+	}
+	fileID, err = pathID(r, "fileId")
+	return user, sessionID, fileID, err
+}
+
 func validUUID(s string) bool {
 	_, err := uuid.Parse(s)
 	return err == nil && len(s) == 36

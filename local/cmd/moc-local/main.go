@@ -120,12 +120,17 @@ Ctrl-C stops everything.
 	return st.Serve(ctx, ln)
 }
 
-func seed(ctx context.Context) error {
+// startStack starts (or joins, see devstack.Options) the local stack.
+func startStack(ctx context.Context) (*devstack.Stack, error) {
 	opts, err := options()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	st, err := devstack.Start(ctx, opts)
+	return devstack.Start(ctx, opts)
+}
+
+func seed(ctx context.Context) error {
+	st, err := startStack(ctx)
 	if err != nil {
 		return err
 	}
@@ -134,7 +139,7 @@ func seed(ctx context.Context) error {
 		return err
 	}
 	fmt.Println("seeded: session", devstack.SeedSessionID, "with image file", devstack.SeedImageFileID,
-		"for user", devstack.SeedUserID)
+		"and PDF", devstack.SeedPDFFileID, "for user", devstack.SeedUserID)
 	return nil
 }
 
@@ -153,11 +158,7 @@ func replay(ctx context.Context, args []string) error {
 	if err := json.Unmarshal(raw, &ev); err != nil {
 		return fmt.Errorf("%s is not an API Gateway HTTP API event: %w", *eventFile, err)
 	}
-	opts, err := options()
-	if err != nil {
-		return err
-	}
-	st, err := devstack.Start(ctx, opts)
+	st, err := startStack(ctx)
 	if err != nil {
 		return err
 	}
