@@ -165,6 +165,25 @@ func TestFinalizeRefusals(t *testing.T) {
 			t.Fatalf("details: %v", d)
 		}
 		assertNoMoc(t, sessionID)
+
+		// The session shows the file as failed; it takes no more parts,
+		// and registering its name again replaces it.
+		s := c.json("GET", "/api/mocs/uploads/sessions/"+sessionID, nil).data(t, 200)
+		if f := s["files"].([]any)[0].(map[string]any); f["status"] != "failed" || s["status"] != "active" {
+			t.Fatalf("session after a refused finalize: %v", s)
+		}
+		oldID, oldKey := f["fileId"].(string), objectKey(t, f["fileId"].(string))
+		c.put(partPath(sessionID, oldID, 1), notPDF).fail(t, 409, "FILE_ALREADY_COMPLETED")
+		pdf := pdfBytes(len(notPDF))
+		again := registerFile(t, c, sessionID, pdfDecl("fake.pdf", len(pdf)))
+		uploadAll(t, c, sessionID, again["fileId"].(string), pdf)
+		moc := c.json("POST", "/api/mocs/uploads/finalize", map[string]any{"uploadSessionId": sessionID, "title": "Fixed"}).data(t, 201)
+		if files := moc["files"].([]any); len(files) != 1 || files[0].(map[string]any)["fileId"] != again["fileId"] {
+			t.Fatalf("moc files: %v", files)
+		}
+		if strings.Contains(snapshot(t), oldKey) {
+			t.Fatalf("the replaced file's object %s is still stored", oldKey)
+		}
 	})
 
 	t.Run("declared checksum that does not match", func(t *testing.T) {
@@ -210,6 +229,15 @@ func finalizedSession(t *testing.T, c client, title string) map[string]any {
 	f := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))
 	uploadAll(t, c, sessionID, f["fileId"].(string), pdf)
 	return c.json("POST", "/api/mocs/uploads/finalize", map[string]any{"uploadSessionId": sessionID, "title": title}).data(t, 201)
+}
+
+func objectKey(t *testing.T, fileID string) string {
+	t.Helper()
+	var key string
+	if err := db.QueryRow(context.Background(), `SELECT s3_key FROM upload_session_files WHERE id = $1`, fileID).Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+	return key
 }
 
 func assertNoMoc(t *testing.T, sessionID string) {

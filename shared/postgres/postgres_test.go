@@ -814,6 +814,34 @@ func TestFileNotFound(t *testing.T) {
 	}
 }
 
+func TestDeleteFile(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	sess := newSession(t, s, "u1")
+	other := newSession(t, s, "u1")
+	f := newFile(t, s, sess, "a.pdf", at(0))
+	keep := newFile(t, s, sess, "b.pdf", at(1))
+	inTx(t, s, func(tx upload.Tx) error {
+		return tx.UpsertPart(t.Context(), &upload.Part{FileID: f.ID, PartNumber: 1, ETag: "e", Size: 5, CreatedAt: at(2), UpdatedAt: at(2)})
+	})
+	err := txErr(t, s, func(tx upload.Tx) error { return tx.DeleteFile(t.Context(), other.ID, f.ID) })
+	wantErr(t, err, upload.ErrNotFound, "delete file")
+	inTx(t, s, func(tx upload.Tx) error { return tx.DeleteFile(t.Context(), sess.ID, f.ID) })
+	inTx(t, s, func(tx upload.Tx) error {
+		if _, err := tx.GetFile(t.Context(), sess.ID, f.ID, false); !errors.Is(err, upload.ErrNotFound) {
+			t.Errorf("deleted file still there: %v", err)
+		}
+		if files, err := tx.ListFiles(t.Context(), sess.ID); err != nil || len(files) != 1 || files[0].ID != keep.ID {
+			t.Errorf("ListFiles after delete = %v, %v", files, err)
+		}
+		parts, err := tx.ListParts(t.Context(), f.ID)
+		if len(parts) != 0 {
+			t.Errorf("the deleted file's parts remain: %v", parts)
+		}
+		return err
+	})
+}
+
 func TestInsertFileConflict(t *testing.T) {
 	t.Parallel()
 	s := open(t)

@@ -197,6 +197,21 @@ func (t *tx) UpdateFile(ctx context.Context, f *upload.File) error {
 	return nil
 }
 
+// DeleteFile removes a file; its parts go with it (ON DELETE CASCADE).
+func (t *tx) DeleteFile(ctx context.Context, sessionID, fileID string) error {
+	if !isUUID(sessionID) || !isUUID(fileID) {
+		return notFound("delete file", fileID)
+	}
+	tag, err := t.tx.Exec(ctx, `DELETE FROM upload_session_files WHERE id = $1 AND session_id = $2`, fileID, sessionID)
+	if err != nil {
+		return fail("delete file", fileID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return notFound("delete file", fileID)
+	}
+	return nil
+}
+
 // Parts.
 
 // UpsertPart records a part; a part uploaded again replaces the first

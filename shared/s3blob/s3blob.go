@@ -68,6 +68,7 @@ type S3API interface {
 	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 }
 
 // Presigner is the part of *s3.PresignClient that Blob calls.
@@ -288,6 +289,14 @@ func (b *Blob) AbortMultipartUpload(ctx context.Context, key, uploadID string) e
 	})
 	if err != nil {
 		return wrap(err, "s3: abort multipart upload of %s", key)
+	}
+	return nil
+}
+
+// DeleteObject removes an object. S3 answers a missing key with success.
+func (b *Blob) DeleteObject(ctx context.Context, key string) error {
+	if _, err := b.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.cfg.Bucket, Key: &key}); err != nil {
+		return wrap(err, "s3: delete %s", key)
 	}
 	return nil
 }

@@ -383,6 +383,21 @@ func TestMissingObject(t *testing.T) {
 	}
 }
 
+func TestDeleteObject(t *testing.T) {
+	b, _, _ := newBlob(t)
+	ctx := t.Context()
+	putSmall(t, b, "del/a.bin", []byte("bytes"))
+	if err := b.DeleteObject(ctx, "del/a.bin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Head(ctx, "del/a.bin"); !errors.Is(err, upload.ErrNotFound) {
+		t.Errorf("Head after delete: %v, want ErrNotFound", err)
+	}
+	if err := b.DeleteObject(ctx, "del/a.bin"); err != nil {
+		t.Errorf("deleting a missing object: %v, want no error", err)
+	}
+}
+
 func TestReadRange(t *testing.T) {
 	b, _, _ := newBlob(t)
 	ctx := t.Context()

@@ -43,7 +43,15 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 		specs := []FileSpec{spec}
 		for _, f := range files {
 			if f.Name == spec.Name {
-				return duplicateName(spec.Name)
+				if f.Status != FileFailed {
+					return duplicateName(spec.Name)
+				}
+				// A file finalize refused is replaced by registering its
+				// name again.
+				if err := s.deleteFile(ctx, tx, &f); err != nil {
+					return err
+				}
+				continue
 			}
 			specs = append(specs, FileSpec{Category: f.Category})
 		}
@@ -79,6 +87,17 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 	return file, err
 }
 
+// deleteFile removes a file's row and its object.
+func (s *Service) deleteFile(ctx context.Context, tx Tx, f *File) error {
+	if err := tx.DeleteFile(ctx, f.SessionID, f.ID); err != nil {
+		return err
+	}
+	if err := s.Blob.DeleteObject(ctx, f.S3Key); err != nil {
+		return storageError("delete replaced file", err)
+	}
+	return nil
+}
+
 func duplicateName(name string) *Error {
 	return (&Error{Code: CodeDuplicateFileName, Message: "a file with this name is already registered in the session"}).
 		WithDetails(map[string]any{"name": name})
@@ -112,8 +131,11 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 		if file, err = getFile(ctx, tx, sessionID, fileID, false); err != nil {
 			return err
 		}
-		if file.Status == FileCompleted {
+		switch file.Status {
+		case FileCompleted:
 			return Errorf(CodeFileAlreadyCompleted, "file is already completed")
+		case FileFailed:
+			return Errorf(CodeFileAlreadyCompleted, "file failed validation at finalize: register its name again to replace it")
 		}
 		total = TotalParts(file.Size, sess.PartSizeBytes)
 		if partNumber < 1 || partNumber > total {
@@ -293,7 +315,7 @@ func matchParts(given []CompletedPart, recorded []Part) error {
 	for _, p := range recorded {
 		want[p.PartNumber] = trimQuotes(p.ETag)
 	}
-	var mismatched []int
+	mismatched := []int{}
 	seen := map[int]bool{}
 	for _, p := range given {
 		if etag, ok := want[p.PartNumber]; !ok || seen[p.PartNumber] || etag != trimQuotes(p.ETag) {

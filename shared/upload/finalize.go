@@ -80,6 +80,7 @@ type FileFailure struct {
 // then gets the MOC this one made, with resumed set.
 func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeRequest) (moc *Moc, resumed bool, err error) {
 	req.Title = strings.TrimSpace(req.Title)
+	var refused error
 	err = s.Store.InTx(ctx, func(tx Tx) error {
 		sess, err := getSession(ctx, tx, userID, req.SessionID, true)
 		if err != nil {
@@ -113,7 +114,12 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 			return err
 		}
 		if failures = append(failures, bad...); len(failures) > 0 {
-			return validationFailed(files, failures)
+			// Keep what finalize learnt: the uploads it completed stay
+			// completed, and files that failed a check are marked failed,
+			// so the client sees them in the session and can replace each
+			// by registering its name again.
+			refused = validationFailed(files, failures)
+			return s.markFailed(ctx, tx, files, bad)
 		}
 		if moc, err = s.insertMoc(ctx, tx, sess, files, req); err != nil {
 			return err
@@ -122,6 +128,9 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		sess.Status, sess.FinalizedAt, sess.MocID, sess.UpdatedAt = SessionCompleted, &now, &moc.ID, now
 		return tx.UpdateSession(ctx, sess)
 	})
+	if err == nil && refused != nil {
+		return nil, false, refused
+	}
 	if errors.Is(err, ErrConflict) {
 		// Another session of this user took the title or slug between our
 		// check and insert; the failed insert ended that transaction.
@@ -131,6 +140,23 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		return nil, false, err
 	}
 	return moc, resumed, nil
+}
+
+// markFailed sets the status of the files that failed a check to failed.
+func (s *Service) markFailed(ctx context.Context, tx Tx, files []File, failures []FileFailure) error {
+	failed := make(map[string]bool, len(failures))
+	for _, f := range failures {
+		failed[f.FileID] = true
+	}
+	for i := range files {
+		if f := &files[i]; failed[f.ID] {
+			f.Status, f.UpdatedAt = FileFailed, s.now()
+			if err := tx.UpdateFile(ctx, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // existingMoc returns the MOC a session already has, mending the session

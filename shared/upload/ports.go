@@ -31,6 +31,8 @@ type Tx interface {
 	GetFile(ctx context.Context, sessionID, fileID string, forUpdate bool) (*File, error)
 	ListFiles(ctx context.Context, sessionID string) ([]File, error)
 	UpdateFile(ctx context.Context, f *File) error
+	// DeleteFile removes a file and its parts.
+	DeleteFile(ctx context.Context, sessionID, fileID string) error
 
 	// UpsertPart inserts a part or replaces the one with the same number.
 	UpsertPart(ctx context.Context, p *Part) error
@@ -58,6 +60,8 @@ type Blob interface {
 	UploadPart(ctx context.Context, key, uploadID string, partNumber int, body io.Reader, size int64, contentMD5 string) (etag string, err error)
 	CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []CompletedPart) error
 	AbortMultipartUpload(ctx context.Context, key, uploadID string) error
+	// DeleteObject removes an object; a missing one is not an error.
+	DeleteObject(ctx context.Context, key string) error
 	// Head returns the object's size; ErrNotFound when it does not exist.
 	Head(ctx context.Context, key string) (size int64, err error)
 	// ReadRange returns up to n bytes from offset.

@@ -1,0 +1,566 @@
+package functions_test
+
+// TestBootstrapsUnderRIE runs the real Lambda binaries: each function is
+// built as AWS builds it (a static bootstrap, tag lambda.norpc, here for the
+// host's architecture), started under the AWS Lambda Runtime Interface
+// Emulator, and sent its sample event from events/ against real PostgreSQL
+// and S3 holding the sample rows (devstack's Seed). Nothing is mocked: this
+// covers the cold start (configuration from the environment, connections),
+// the aws-lambda-go runtime loop and the API Gateway payload 2.0 adapter
+// that the in-process tests bypass.
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/stack"
+	"github.com/mocbuilders/moc-upload/local/stacktest"
+	"github.com/mocbuilders/moc-upload/shared/httpapi"
+	"github.com/mocbuilders/moc-upload/shared/upload"
+)
+
+func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
+
+// riePackage is what the tools module builds into .bin/aws-lambda-rie.
+const riePackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
+
+// invokeTimeout bounds one invocation, cold start included; the emulator
+// is told the same (AWS_LAMBDA_FUNCTION_TIMEOUT), so a hung function ends
+// with its "Task timed out" rather than the test's deadline.
+const invokeTimeout = 30 * time.Second
+
+// replay is one sample event and what the function must answer. The order
+// matters: the upload path (part, complete, finalize) builds on the seed
+// rows and on the steps before it.
+type replay struct {
+	function string
+	status   int
+	check    func(t *testing.T, body []byte)
+	// reseed resets the sample rows first (devstack's Seed), for an event
+	// the steps before would refuse: RegisterFile adds a file to the sample
+	// session, which Finalize has completed by then.
+	reseed bool
+}
+
+var replays = []replay{
+	{function: "GetSession", status: http.StatusOK, check: func(t *testing.T, body []byte) {
+		if got := successData(t, body)["sessionId"]; got != devstack.SeedSessionID {
+			t.Errorf("data.sessionId = %v, want the seed session %s", got, devstack.SeedSessionID)
+		}
+	}},
+	{function: "UploadPart", status: http.StatusOK, check: func(t *testing.T, body []byte) {
+		// The sample PNG is 67 bytes, sent base64-encoded in the event.
+		d := successData(t, body)
+		if d["partNumber"] != 1.0 || d["size"] != 67.0 {
+			t.Errorf("data = %v, want part 1 of 67 bytes", d)
+		}
+		if e, _ := d["etag"].(string); e == "" {
+			t.Errorf("data.etag is empty: %s", body)
+		}
+	}},
+	{function: "CompleteFile", status: http.StatusOK, check: func(t *testing.T, body []byte) {
+		d := successData(t, body)
+		if d["fileId"] != devstack.SeedImageFileID {
+			t.Errorf("data.fileId = %v, want the seed image %s", d["fileId"], devstack.SeedImageFileID)
+		}
+		if u, _ := d["fileUrl"].(string); u == "" {
+			t.Errorf("data.fileUrl is empty: %s", body)
+		}
+	}},
+	{function: "Finalize", status: http.StatusCreated, check: func(t *testing.T, body []byte) {
+		if s, _ := successData(t, body)["slug"].(string); s == "" {
+			t.Errorf("data.slug is empty: %s", body)
+		}
+	}},
+	{function: "GetMoc", status: http.StatusNotFound, check: func(t *testing.T, body []byte) { errorCode(t, body, upload.CodeNotFound) }},
+	{function: "CreateSession", status: http.StatusCreated, check: func(t *testing.T, body []byte) {
+		if s, _ := successData(t, body)["sessionId"].(string); s == "" {
+			t.Errorf("data.sessionId is empty: %s", body)
+		}
+	}},
+	{function: "RegisterFile", status: http.StatusCreated, check: func(t *testing.T, body []byte) {
+		if s, _ := successData(t, body)["fileId"].(string); s == "" {
+			t.Errorf("data.fileId is empty: %s", body)
+		}
+	}, reseed: true},
+	{function: "AbortSession", status: http.StatusNotFound, check: func(t *testing.T, body []byte) { errorCode(t, body, upload.CodeNotFound) }},
+}
+
+func TestBootstrapsUnderRIE(t *testing.T) {
+	root, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replays) != len(httpapi.Routes) {
+		t.Errorf("%d replays for %d routes: every function's sample event must be replayed", len(replays), len(httpapi.Routes))
+	}
+	for _, rt := range httpapi.Routes {
+		found := false
+		for _, r := range replays {
+			found = found || r.function == rt.Function
+		}
+		if !found {
+			t.Errorf("function %s has no replay in TestBootstrapsUnderRIE", rt.Function)
+		}
+	}
+
+	// Build the emulator and the bootstraps while the services start. The
+	// builds share Go's build cache; two at a time keep the machine usable.
+	begin := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	binDir := t.TempDir()
+	type built struct {
+		path string
+		err  error
+	}
+	var wg sync.WaitGroup
+	bootstraps := make(map[string]*built, len(replays))
+	sem := make(chan struct{}, 2)
+	for _, r := range replays {
+		b := &built{path: filepath.Join(binDir, r.function, "bootstrap")}
+		bootstraps[r.function] = b
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			b.err = buildBootstrap(ctx, root, r.function, b.path)
+		})
+	}
+	rie := &built{}
+	wg.Go(func() { rie.path, rie.err = rieBinary(ctx) })
+
+	st, env := startSeededStack(t, ctx)
+	t.Logf("PostgreSQL and S3 seeded in %v", time.Since(begin).Round(time.Millisecond))
+
+	wg.Wait()
+	if rie.err != nil {
+		t.Fatalf("the Lambda Runtime Interface Emulator: %v", rie.err)
+	}
+	for _, r := range replays {
+		if err := bootstraps[r.function].err; err != nil {
+			t.Fatalf("%s: %v", r.function, err)
+		}
+	}
+	t.Logf("emulator and %d bootstraps ready in %v", len(replays), time.Since(begin).Round(time.Millisecond))
+
+	for _, r := range replays {
+		t.Run(r.function, func(t *testing.T) {
+			event, err := os.ReadFile(filepath.Join(eventsDir, r.function+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.reseed {
+				if err := st.Seed(ctx); err != nil {
+					t.Fatalf("seed again: %v", err)
+				}
+			}
+			fn := startRIE(t, ctx, rie.path, bootstraps[r.function].path, r.function, env)
+			resp := fn.invoke(t, ctx, event)
+			if resp.StatusCode != r.status {
+				t.Fatalf("status %d, want %d; body: %s\n%s", resp.StatusCode, r.status, resp.Body, fn.output())
+			}
+			if ct := header(resp.Headers, "Content-Type"); resp.Body != "" && !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("Content-Type = %q, want application/json", ct)
+			}
+			body := []byte(resp.Body)
+			if resp.IsBase64Encoded {
+				if body, err = base64.StdEncoding.DecodeString(resp.Body); err != nil {
+					t.Fatalf("isBase64Encoded, but the body is not base64: %v", err)
+				}
+			}
+			r.check(t, body)
+			if t.Failed() {
+				t.Logf("%s", fn.output())
+			}
+		})
+	}
+}
+
+// startSeededStack gives the functions a fresh database and bucket, migrated
+// and holding the sample rows the events refer to, and returns the
+// functions' environment for them.
+func startSeededStack(t *testing.T, ctx context.Context) (*devstack.Stack, []string) {
+	t.Helper()
+	s3 := stacktest.S3(t)
+	vars := map[string]string{
+		"DATABASE_URL":          stacktest.Postgres(t),
+		"S3_ENDPOINT":           s3.Endpoint,
+		"S3_BUCKET":             s3.Bucket,
+		"AWS_ACCESS_KEY_ID":     s3.AccessKey,
+		"AWS_SECRET_ACCESS_KEY": s3.SecretKey,
+		"AWS_REGION":            s3.Region,
+		"STAGE":                 "dev", // the seed rows' keys start with dev/
+	}
+	st, err := devstack.Start(ctx, devstack.Options{Getenv: func(k string) string { return vars[k] }})
+	if err != nil {
+		t.Fatalf("start the stack: %v", err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Seed(ctx); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	// Only these, not the test's environment: a developer's UPLOAD_* or
+	// S3_PUBLIC_BASE_URL must not change what the functions do here.
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return st, env
+}
+
+// goCommand finds the go command, as local/stack does.
+func goCommand() (string, error) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/local/go/bin/go"); err == nil {
+		return "/usr/local/go/bin/go", nil
+	}
+	return "", errors.New("the go command is not on PATH (nor in /usr/local/go/bin)")
+}
+
+// buildBootstrap builds functions/<function> as the Makefile does for AWS
+// (static, lambda.norpc), but for this machine's OS and architecture.
+func buildBootstrap(ctx context.Context, root, function, out string) error {
+	goCmd, err := goCommand()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-tags", "lambda.norpc", "-o", out, "./functions/"+function)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build the bootstrap: %w\n%s", err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+var rieBuildMu sync.Mutex
+
+// rieBinary returns the emulator: $AWS_LAMBDA_RIE when set, else
+// <repository>/.bin/aws-lambda-rie, which it builds from the tools module
+// when missing (about half a minute, once), as local/stack does for
+// versitygw. Other processes building it at the same time (go test runs
+// packages in parallel, scripts/deps.sh) wait on the same lock file.
+func rieBinary(ctx context.Context) (string, error) {
+	if p := os.Getenv("AWS_LAMBDA_RIE"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("AWS_LAMBDA_RIE=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	root, err := stack.RepoRoot()
+	if err != nil {
+		return "", fmt.Errorf("find aws-lambda-rie (or set AWS_LAMBDA_RIE): %w", err)
+	}
+	binDir := filepath.Join(root, ".bin")
+	bin := filepath.Join(binDir, "aws-lambda-rie")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	rieBuildMu.Lock()
+	defer rieBuildMu.Unlock()
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lockFile(filepath.Join(binDir, ".aws-lambda-rie.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil // another process built it while we waited
+	}
+	goCmd, err := goCommand()
+	if err != nil {
+		return "", fmt.Errorf("building aws-lambda-rie: %w: run `make deps` or set AWS_LAMBDA_RIE", err)
+	}
+	fmt.Fprintf(os.Stderr, "functions: building aws-lambda-rie into %s (about half a minute, once)...\n", bin)
+	tmp, err := os.CreateTemp(binDir, ".aws-lambda-rie-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", tmp.Name(), riePackage)
+	cmd.Dir = filepath.Join(root, "tools")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build aws-lambda-rie (`make deps` builds it too): %w\n%s", err, strings.TrimSpace(string(out)))
+	}
+	if err := os.Rename(tmp.Name(), bin); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+// lockFile takes an exclusive lock on path, waiting for other holders.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// rieFunction is one function running under the emulator.
+type rieFunction struct {
+	url  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the emulator has exited
+	out  *syncBuffer   // the emulator's and the function's output
+}
+
+// startRIE runs the emulator with bootstrap as the function's runtime and
+// returns once the emulator accepts connections. The function itself
+// starts on the first invocation (the emulator initialises lazily). The
+// emulator is stopped when t ends, and dies with the test binary.
+func startRIE(t *testing.T, ctx context.Context, rieBin, bootstrap, function string, env []string) *rieFunction {
+	t.Helper()
+	addr, apiAddr := freeAddr(t), freeAddr(t)
+	for apiAddr == addr {
+		apiAddr = freeAddr(t)
+	}
+	// The Runtime API, which the function polls, defaults to 127.0.0.1:9001:
+	// give each emulator its own so none meets another one's function.
+	cmd := exec.Command(rieBin,
+		"--runtime-interface-emulator-address", addr,
+		"--runtime-api-address", apiAddr,
+		bootstrap)
+	cmd.Dir = filepath.Dir(bootstrap)
+	cmd.Env = append(env[:len(env):len(env)],
+		"AWS_LAMBDA_FUNCTION_NAME="+function,
+		"AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(invokeTimeout/time.Second)),
+	)
+	fn := &rieFunction{
+		url:  "http://" + addr + "/2015-03-31/functions/function/invocations",
+		cmd:  cmd,
+		done: make(chan struct{}),
+		out:  &syncBuffer{},
+	}
+	cmd.Stdout, cmd.Stderr = fn.out, fn.out
+	cmd.WaitDelay = 2 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := startOnSpawnThread(cmd); err != nil {
+		t.Fatalf("start aws-lambda-rie: %v", err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(fn.done)
+	}()
+	t.Cleanup(fn.stop)
+
+	ready, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var d net.Dialer
+		if c, err := d.DialContext(ready, "tcp", addr); err == nil {
+			c.Close()
+			return fn
+		}
+		select {
+		case <-fn.done:
+			t.Fatalf("aws-lambda-rie exited during start-up (%v):\n%s", cmd.ProcessState, fn.output())
+		case <-ready.Done():
+			t.Fatalf("aws-lambda-rie did not listen on %s within 10s:\n%s", addr, fn.output())
+		case <-tick.C:
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := stack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
+// invoke sends the event as the Lambda Invoke API would and decodes the
+// function's answer, which must be an API Gateway payload 2.0 response.
+func (fn *rieFunction) invoke(t *testing.T, ctx context.Context, event []byte) events.APIGatewayV2HTTPResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, invokeTimeout+10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fn.url, bytes.NewReader(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("invoke: %v\n%s", err, fn.output())
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("invoke: read the answer: %v\n%s", err, fn.output())
+	}
+	t.Logf("invoked in %v (cold start included)", time.Since(start).Round(time.Millisecond))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the emulator answered %s: %s\n%s", resp.Status, raw, fn.output())
+	}
+	var out events.APIGatewayV2HTTPResponse
+	if err := json.Unmarshal(raw, &out); err != nil || out.StatusCode == 0 {
+		// A failed cold start or a panic comes back as
+		// {"errorType": …, "errorMessage": …}.
+		t.Fatalf("the function did not answer with an API Gateway response (%v): %s\n%s", err, raw, fn.output())
+	}
+	return out
+}
+
+// stop ends the emulator (SIGTERM, which also ends the function, then
+// SIGKILL after 5 seconds).
+func (fn *rieFunction) stop() {
+	select {
+	case <-fn.done:
+		return
+	default:
+	}
+	_ = fn.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-fn.done:
+	case <-time.After(5 * time.Second):
+		_ = fn.cmd.Process.Kill()
+		<-fn.done
+	}
+}
+
+func (fn *rieFunction) output() string {
+	return "aws-lambda-rie output:\n" + strings.TrimRight(fn.out.String(), "\n")
+}
+
+// syncBuffer is a bytes.Buffer safe for the emulator's two output streams.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var spawner struct {
+	once sync.Once
+	ch   chan func()
+}
+
+// startOnSpawnThread starts cmd from one OS thread that lives as long as
+// the test binary. Linux sends the parent-death signal when the thread
+// that forked the child ends, not the process, and the Go runtime ends
+// threads; forking from a thread locked forever makes Pdeathsig mean "when
+// the test binary dies" (as in local/stack).
+func startOnSpawnThread(cmd *exec.Cmd) error {
+	spawner.once.Do(func() {
+		spawner.ch = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked, on purpose
+			for f := range spawner.ch {
+				f()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	spawner.ch <- func() { errc <- cmd.Start() }
+	return <-errc
+}
+
+func header(h map[string]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// successData checks the contract's success envelope and returns its data.
+func successData(t *testing.T, body []byte) map[string]any {
+	t.Helper()
+	var env struct {
+		Success   bool           `json:"success"`
+		Data      map[string]any `json:"data"`
+		Timestamp string         `json:"timestamp"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		t.Fatalf("not the success envelope (%v): %s", err, body)
+	}
+	if !env.Success || env.Data == nil {
+		t.Fatalf("want success true and data: %s", body)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, env.Timestamp); err != nil {
+		t.Errorf("timestamp %q: %v", env.Timestamp, err)
+	}
+	return env.Data
+}
+
+// errorCode checks the contract's error envelope and its code.
+func errorCode(t *testing.T, body []byte, code string) {
+	t.Helper()
+	var env struct {
+		Success *bool `json:"success"`
+		Error   struct {
+			Code    string `json:"code"`
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"error"`
+		CorrelationID string `json:"correlationId"`
+		Timestamp     string `json:"timestamp"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		t.Fatalf("not the error envelope (%v): %s", err, body)
+	}
+	if env.Success == nil || *env.Success {
+		t.Errorf("success must be false: %s", body)
+	}
+	if env.Error.Code != code || env.Error.Type != code || env.Error.Message == "" {
+		t.Errorf("error = %+v, want code and type %s and a message", env.Error, code)
+	}
+	if env.CorrelationID == "" {
+		t.Errorf("correlationId is empty: %s", body)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, env.Timestamp); err != nil {
+		t.Errorf("timestamp %q: %v", env.Timestamp, err)
+	}
+}
