@@ -135,6 +135,8 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 		err  error
 	}
 	var wg sync.WaitGroup
+	// Should the stack fail to start, stop the builds before t.TempDir goes.
+	defer func() { cancel(); wg.Wait() }()
 	bootstraps := make(map[string]*built, len(replays))
 	sem := make(chan struct{}, 2)
 	for _, r := range replays {
@@ -240,13 +242,15 @@ func goCommand() (string, error) {
 }
 
 // buildBootstrap builds functions/<function> as the Makefile does for AWS
-// (static, lambda.norpc), but for this machine's OS and architecture.
+// (CGO_ENABLED=0 and its GOFLAGS_LAMBDA), but for this machine's OS and
+// architecture.
 func buildBootstrap(ctx context.Context, root, function, out string) error {
 	goCmd, err := goCommand()
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-tags", "lambda.norpc", "-o", out, "./functions/"+function)
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w",
+		"-o", out, "./functions/"+function)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -431,12 +435,13 @@ func (fn *rieFunction) invoke(t *testing.T, ctx context.Context, event []byte) e
 	}
 	t.Logf("invoked in %v (cold start included)", time.Since(start).Round(time.Millisecond))
 	if resp.StatusCode != http.StatusOK {
+		// A failed cold start (the function exited) is a 502 with an empty
+		// body; the reason is in the function's output.
 		t.Fatalf("the emulator answered %s: %s\n%s", resp.Status, raw, fn.output())
 	}
 	var out events.APIGatewayV2HTTPResponse
 	if err := json.Unmarshal(raw, &out); err != nil || out.StatusCode == 0 {
-		// A failed cold start or a panic comes back as
-		// {"errorType": …, "errorMessage": …}.
+		// A handler's error comes back as {"errorType": …, "errorMessage": …}.
 		t.Fatalf("the function did not answer with an API Gateway response (%v): %s\n%s", err, raw, fn.output())
 	}
 	return out

@@ -5,7 +5,8 @@
 #     found like local/stack.FindPostgresBin: $PG_BIN, else initdb on PATH,
 #     else the newest /usr/lib/postgresql/<version>/bin,
 #   - the postgres system user, which runs the server when we are root,
-#   - the Go modules, and the versitygw S3 server, built into .bin/.
+#   - the Go modules, the versitygw S3 server and the AWS Lambda Runtime
+#     Interface Emulator (aws-lambda-rie), built into .bin/.
 # Idempotent: a second run only checks. Says what it does; when it cannot
 # go on, it says what is missing and exits 1.
 set -euo pipefail
@@ -108,6 +109,34 @@ else
       || die "building versitygw failed: is the Go module proxy reachable?"
     mv -f "$tmp" "$bin"
     say "versitygw: built $bin"
+  fi
+  exec 9>&-
+fi
+
+# --- aws-lambda-rie -------------------------------------------------------
+# The Lambda Runtime Interface Emulator, which functions/bootstrap_test.go
+# runs the built functions under.
+bin=.bin/aws-lambda-rie
+if [ -n "${AWS_LAMBDA_RIE:-}" ]; then
+  [ -x "$AWS_LAMBDA_RIE" ] || die "AWS_LAMBDA_RIE=$AWS_LAMBDA_RIE is not an executable: fix or unset it"
+  say "aws-lambda-rie: using AWS_LAMBDA_RIE=$AWS_LAMBDA_RIE"
+elif [ -x "$bin" ]; then
+  say "aws-lambda-rie: $bin is built"
+else
+  mkdir -p .bin
+  # The test takes the same lock when it builds it.
+  exec 9>.bin/.aws-lambda-rie.lock
+  if command -v flock >/dev/null; then flock 9; fi
+  if [ -x "$bin" ]; then
+    say "aws-lambda-rie: $bin was built meanwhile"
+  else
+    say "aws-lambda-rie: building $bin from tools/go.mod (about half a minute, once)"
+    tmp=$(mktemp .bin/.aws-lambda-rie-XXXXXX.tmp)
+    trap 'rm -f "$tmp"' EXIT
+    (cd tools && go build -o "../$tmp" github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie) \
+      || die "building aws-lambda-rie failed: is the Go module proxy reachable?"
+    mv -f "$tmp" "$bin"
+    say "aws-lambda-rie: built $bin"
   fi
   exec 9>&-
 fi
