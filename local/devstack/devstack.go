@@ -32,7 +32,7 @@ type Options struct {
 	DataDir string
 	// PGPort and S3Port are used when the stack starts its own services.
 	// When something already listens there (another make local), it is
-	// reused instead.
+	// reused instead. 0 starts the service on a free port, never reusing.
 	PGPort, S3Port int
 	// Getenv reads the configuration (os.Getenv when nil).
 	Getenv func(string) string
@@ -112,7 +112,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 }
 
 func (s *Stack) startPostgres(ctx context.Context, o Options) (string, error) {
-	if stack.PortOpen(fmt.Sprintf("127.0.0.1:%d", o.PGPort)) {
+	if o.PGPort != 0 && stack.PortOpen(fmt.Sprintf("127.0.0.1:%d", o.PGPort)) {
 		url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", o.PGPort)
 		slog.Info("reusing the PostgreSQL already listening", "url", url)
 		s.AdminDBURL = url
@@ -130,7 +130,7 @@ func (s *Stack) startPostgres(ctx context.Context, o Options) (string, error) {
 }
 
 func (s *Stack) startS3(ctx context.Context, o Options) (*stack.S3Server, error) {
-	if stack.PortOpen(fmt.Sprintf("127.0.0.1:%d", o.S3Port)) {
+	if o.S3Port != 0 && stack.PortOpen(fmt.Sprintf("127.0.0.1:%d", o.S3Port)) {
 		slog.Info("reusing the S3 server already listening", "port", o.S3Port)
 		return stack.DevS3(o.S3Port), nil
 	}

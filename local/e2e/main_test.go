@@ -20,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
-	"github.com/mocbuilders/moc-upload/local/stack"
 )
 
 var (
@@ -51,14 +50,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	_ = os.Chmod(dir, 0o755)
-	pgPort, err1 := stack.FreePort()
-	s3Port, err2 := stack.FreePort()
-	if err1 != nil || err2 != nil {
-		fmt.Fprintln(os.Stderr, "no free port:", err1, err2)
-		return 1
-	}
 	st, err = devstack.Start(ctx, devstack.Options{
-		DataDir: dir, PGPort: pgPort, S3Port: s3Port, Fast: true,
+		DataDir: dir, Fast: true, // ports 0: free ones, never a running server's
 		Getenv: func(k string) string { return testEnv[k] },
 	})
 	if err != nil {

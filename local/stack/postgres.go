@@ -75,7 +75,8 @@ type PostgresOptions struct {
 	// parents are created as needed. A folder laid out by earlier versions
 	// of this package (the cluster in DataDir/data) is used as is.
 	DataDir string
-	// Port is the TCP port the server listens on, on 127.0.0.1 only.
+	// Port is the TCP port the server listens on, on 127.0.0.1 only; 0
+	// picks a free one (see FreePort).
 	Port int
 	// Log receives initdb's and the server's output (discarded when nil).
 	Log io.Writer
@@ -110,6 +111,13 @@ type Postgres struct {
 // The server gets SIGTERM when this process dies; Stop stops it earlier.
 // Start-up errors end with the server's last output.
 func StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
+	return startOnFreePort(o.Port, func(port int) (*Postgres, error) {
+		o.Port = port
+		return startPostgres(ctx, o)
+	})
+}
+
+func startPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	if o.DataDir == "" || o.Port <= 0 || o.Port > 65535 {
 		return nil, fmt.Errorf("start PostgreSQL: need a data folder and a port, got %q and %d", o.DataDir, o.Port)
 	}

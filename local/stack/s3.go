@@ -51,7 +51,7 @@ func DevS3(port int) *S3Server {
 
 // StartS3 runs versitygw with its posix backend (a bucket is a folder of
 // dataDir, an object a file) as a child process listening on
-// 127.0.0.1:port with the development credentials, and returns once it
+// 127.0.0.1:port (0: a free one) with the development credentials, and returns once it
 // answers HTTP (at most 60 seconds).
 //
 // The binary is $VERSITYGW when set, else .bin/versitygw in the
@@ -61,6 +61,12 @@ func DevS3(port int) *S3Server {
 //
 // The server gets SIGTERM when this process dies; Stop stops it earlier.
 func StartS3(ctx context.Context, dataDir string, port int, logw io.Writer) (*S3Server, error) {
+	return startOnFreePort(port, func(port int) (*S3Server, error) {
+		return startS3(ctx, dataDir, port, logw)
+	})
+}
+
+func startS3(ctx context.Context, dataDir string, port int, logw io.Writer) (*S3Server, error) {
 	if dataDir == "" || port <= 0 || port > 65535 {
 		return nil, fmt.Errorf("start versitygw: need a data folder and a port, got %q and %d", dataDir, port)
 	}

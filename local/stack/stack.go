@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -31,16 +32,44 @@ import (
 // ModulePath is the module whose checkout RepoRoot looks for.
 const ModulePath = "github.com/mocbuilders/moc-upload"
 
-// FreePort asks the kernel for a TCP port on 127.0.0.1 that nothing uses
-// right now. Another process may take it before the caller listens on it;
-// the Start functions then fail saying the port is in use.
+// FreePort returns a TCP port on 127.0.0.1 that nothing uses right now,
+// chosen at random below Linux's ephemeral range (32768-60999): ports the
+// kernel hands out, for outgoing connections or to other test processes
+// asking for port 0, never collide with it, and two processes picking at
+// random rarely do. Another process may still take it before the caller
+// listens; the Start functions, given port 0, retry with another.
 func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+	for range 100 {
+		port := 20000 + rand.IntN(32768-20000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			ln.Close()
+			return port, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("find a free port: 100 random ports in 20000-32767 were taken")
+}
+
+// startOnFreePort runs start on port, or, when port is 0, on random free
+// ports until one works (a few tries: another process may take the port
+// between FreePort and the server's bind).
+func startOnFreePort[T any](port int, start func(port int) (T, error)) (T, error) {
+	if port != 0 {
+		return start(port)
+	}
+	var zero T
+	var err error
+	for range 3 {
+		var p int
+		if p, err = FreePort(); err != nil {
+			return zero, err
+		}
+		var v T
+		if v, err = start(p); err == nil {
+			return v, nil
+		}
+	}
+	return zero, err
 }
 
 // PortOpen reports whether something accepts TCP connections at addr
