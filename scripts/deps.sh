@@ -18,7 +18,7 @@ die() { printf 'deps: %s\n' "$*" >&2; exit 1; }
 
 # --- Go -------------------------------------------------------------------
 command -v go >/dev/null \
-  || die "Go is missing (looked on PATH and in /usr/local/go/bin): install Go 1.26 from https://go.dev/dl/ into /usr/local/go"
+  || die "Go is missing (looked on PATH and in /usr/local/go/bin): install Go 1.26 (the Go project's release archive) into /usr/local/go"
 say "Go: $(go version)"
 
 # --- PostgreSQL -----------------------------------------------------------
