@@ -14,7 +14,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -149,7 +148,7 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 		})
 	}
 	rie := &built{}
-	wg.Go(func() { rie.path, rie.err = rieBinary(ctx) })
+	wg.Go(func() { rie.path, rie.err = stack.ToolBinary(ctx, rieTool) })
 
 	st, env := startSeededStack(t, ctx)
 	t.Logf("PostgreSQL and S3 seeded in %v", time.Since(begin).Round(time.Millisecond))
@@ -230,22 +229,11 @@ func startSeededStack(t *testing.T, ctx context.Context) (*devstack.Stack, []str
 	return st, env
 }
 
-// goCommand finds the go command, as local/stack does.
-func goCommand() (string, error) {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p, nil
-	}
-	if _, err := os.Stat("/usr/local/go/bin/go"); err == nil {
-		return "/usr/local/go/bin/go", nil
-	}
-	return "", errors.New("the go command is not on PATH (nor in /usr/local/go/bin)")
-}
-
 // buildBootstrap builds functions/<function> as the Makefile does for AWS
 // (CGO_ENABLED=0 and its GOFLAGS_LAMBDA), but for this machine's OS and
 // architecture.
 func buildBootstrap(ctx context.Context, root, function, out string) error {
-	goCmd, err := goCommand()
+	goCmd, err := stack.GoCommand()
 	if err != nil {
 		return err
 	}
@@ -259,82 +247,8 @@ func buildBootstrap(ctx context.Context, root, function, out string) error {
 	return nil
 }
 
-var rieBuildMu sync.Mutex
-
-// rieBinary returns the emulator: $AWS_LAMBDA_RIE when set, else
-// <repository>/.bin/aws-lambda-rie, which it builds from the tools module
-// when missing (about half a minute, once), as local/stack does for
-// versitygw. Other processes building it at the same time (go test runs
-// packages in parallel, scripts/deps.sh) wait on the same lock file.
-func rieBinary(ctx context.Context) (string, error) {
-	if p := os.Getenv("AWS_LAMBDA_RIE"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("AWS_LAMBDA_RIE=%s: %w", p, err)
-		}
-		return p, nil
-	}
-	root, err := stack.RepoRoot()
-	if err != nil {
-		return "", fmt.Errorf("find aws-lambda-rie (or set AWS_LAMBDA_RIE): %w", err)
-	}
-	binDir := filepath.Join(root, ".bin")
-	bin := filepath.Join(binDir, "aws-lambda-rie")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	rieBuildMu.Lock()
-	defer rieBuildMu.Unlock()
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return "", err
-	}
-	unlock, err := lockFile(filepath.Join(binDir, ".aws-lambda-rie.lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil // another process built it while we waited
-	}
-	goCmd, err := goCommand()
-	if err != nil {
-		return "", fmt.Errorf("building aws-lambda-rie: %w: run `make deps` or set AWS_LAMBDA_RIE", err)
-	}
-	fmt.Fprintf(os.Stderr, "functions: building aws-lambda-rie into %s (about half a minute, once)...\n", bin)
-	tmp, err := os.CreateTemp(binDir, ".aws-lambda-rie-*.tmp")
-	if err != nil {
-		return "", err
-	}
-	tmp.Close()
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", tmp.Name(), riePackage)
-	cmd.Dir = filepath.Join(root, "tools")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build aws-lambda-rie (`make deps` builds it too): %w\n%s", err, strings.TrimSpace(string(out)))
-	}
-	if err := os.Rename(tmp.Name(), bin); err != nil {
-		return "", err
-	}
-	return bin, nil
-}
-
-// lockFile takes an exclusive lock on path, waiting for other holders.
-func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
-}
+// rie is the emulator, built into .bin/ from the tools module when missing.
+var rieTool = stack.Tool{Name: "aws-lambda-rie", Package: riePackage, Env: "AWS_LAMBDA_RIE", BuildTime: "about half a minute"}
 
 // rieFunction is one function running under the emulator.
 type rieFunction struct {
@@ -373,8 +287,7 @@ func startRIE(t *testing.T, ctx context.Context, rieBin, bootstrap, function str
 	}
 	cmd.Stdout, cmd.Stderr = fn.out, fn.out
 	cmd.WaitDelay = 2 * time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := startOnSpawnThread(cmd); err != nil {
+	if err := stack.StartChild(cmd); err != nil {
 		t.Fatalf("start aws-lambda-rie: %v", err)
 	}
 	go func() {
@@ -484,31 +397,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-var spawner struct {
-	once sync.Once
-	ch   chan func()
-}
-
-// startOnSpawnThread starts cmd from one OS thread that lives as long as
-// the test binary. Linux sends the parent-death signal when the thread
-// that forked the child ends, not the process, and the Go runtime ends
-// threads; forking from a thread locked forever makes Pdeathsig mean "when
-// the test binary dies" (as in local/stack).
-func startOnSpawnThread(cmd *exec.Cmd) error {
-	spawner.once.Do(func() {
-		spawner.ch = make(chan func())
-		go func() {
-			runtime.LockOSThread() // never unlocked, on purpose
-			for f := range spawner.ch {
-				f()
-			}
-		}()
-	})
-	errc := make(chan error, 1)
-	spawner.ch <- func() { errc <- cmd.Start() }
-	return <-errc
 }
 
 func header(h map[string]string, name string) string {

@@ -161,26 +161,52 @@ func withoutEnv(env []string, names ...string) []string {
 	return out
 }
 
+// VersitygwBinary returns the versitygw server binary: $VERSITYGW when set,
+// else .bin/versitygw, built when missing (see ToolBinary).
+func VersitygwBinary(ctx context.Context) (string, error) {
+	return ToolBinary(ctx, Tool{Name: "versitygw", Package: versitygwPackage, Env: "VERSITYGW", BuildTime: "about two minutes"})
+}
+
+// Tool is a program of the tools module (tools/go.mod) that the stack or
+// the tests run.
+type Tool struct {
+	Name      string // file name in .bin/
+	Package   string // the main package tools/go.mod builds
+	Env       string // variable that points at a binary elsewhere
+	BuildTime string // what to tell the user while building
+}
+
 var buildMu sync.Mutex
 
-// VersitygwBinary returns the versitygw server binary: $VERSITYGW when set,
-// else <repository>/.bin/versitygw, which it builds from the tools module
-// (`go build` in tools/, about two minutes) when missing. Concurrent
-// callers, in this and other processes (go test runs packages in
-// parallel), wait for one build.
-func VersitygwBinary(ctx context.Context) (string, error) {
-	if p := os.Getenv("VERSITYGW"); p != "" {
+// GoCommand finds the go command: on PATH, else in /usr/local/go/bin.
+func GoCommand() (string, error) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/local/go/bin/go"); err == nil {
+		return "/usr/local/go/bin/go", nil
+	}
+	return "", errors.New("the go command is not on PATH (nor in /usr/local/go/bin)")
+}
+
+// ToolBinary returns the tool's binary: $Env when set, else
+// <repository>/.bin/<Name>, which it builds from the tools module when
+// missing. Concurrent callers, in this and other processes (go test runs
+// packages in parallel; scripts/deps.sh takes the same lock), wait for one
+// build.
+func ToolBinary(ctx context.Context, t Tool) (string, error) {
+	if p := os.Getenv(t.Env); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("VERSITYGW=%s: %w", p, err)
+			return "", fmt.Errorf("%s=%s: %w", t.Env, p, err)
 		}
 		return p, nil
 	}
 	root, err := RepoRoot()
 	if err != nil {
-		return "", fmt.Errorf("find versitygw (or set VERSITYGW): %w", err)
+		return "", fmt.Errorf("find %s (or set %s): %w", t.Name, t.Env, err)
 	}
 	binDir := filepath.Join(root, ".bin")
-	bin := filepath.Join(binDir, "versitygw")
+	bin := filepath.Join(binDir, t.Name)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
@@ -189,7 +215,7 @@ func VersitygwBinary(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return "", err
 	}
-	unlock, err := lockFile(filepath.Join(binDir, ".versitygw.lock"))
+	unlock, err := lockFile(filepath.Join(binDir, "."+t.Name+".lock"))
 	if err != nil {
 		return "", err
 	}
@@ -197,24 +223,21 @@ func VersitygwBinary(ctx context.Context) (string, error) {
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil // another process built it while we waited
 	}
-	goCmd, err := exec.LookPath("go")
+	goCmd, err := GoCommand()
 	if err != nil {
-		if _, err2 := os.Stat("/usr/local/go/bin/go"); err2 != nil {
-			return "", errors.New("building versitygw needs the go command, which is not on PATH: run `make deps` or set VERSITYGW")
-		}
-		goCmd = "/usr/local/go/bin/go"
+		return "", fmt.Errorf("building %s: %w: run `make deps` or set %s", t.Name, err, t.Env)
 	}
-	fmt.Fprintf(os.Stderr, "stack: building versitygw into %s (about two minutes, once)...\n", bin)
-	tmp, err := os.CreateTemp(binDir, ".versitygw-*.tmp")
+	fmt.Fprintf(os.Stderr, "stack: building %s into %s (%s, once)...\n", t.Name, bin, t.BuildTime)
+	tmp, err := os.CreateTemp(binDir, "."+t.Name+"-*.tmp")
 	if err != nil {
 		return "", err
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", tmp.Name(), versitygwPackage)
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", tmp.Name(), t.Package)
 	cmd.Dir = filepath.Join(root, "tools")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build versitygw (`make deps` builds it too): %w\n%s", err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("build %s (`make deps` builds it too): %w\n%s", t.Name, err, strings.TrimSpace(string(out)))
 	}
 	if err := os.Rename(tmp.Name(), bin); err != nil {
 		return "", err

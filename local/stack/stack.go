@@ -145,11 +145,7 @@ func start(name string, cmd *exec.Cmd, logw io.Writer) (*process, error) {
 	// Children a killed server leaves behind could hold the output pipe
 	// open; do not let Wait hang on them.
 	cmd.WaitDelay = 2 * time.Second
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
-	if err := startOnSpawnThread(cmd); err != nil {
+	if err := StartChild(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
@@ -162,6 +158,16 @@ func start(name string, cmd *exec.Cmd, logw io.Writer) (*process, error) {
 var spawner struct {
 	once sync.Once
 	ch   chan func()
+}
+
+// StartChild starts cmd so that it gets SIGTERM when this process dies
+// (for any reason, SIGKILL included).
+func StartChild(cmd *exec.Cmd) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	return startOnSpawnThread(cmd)
 }
 
 // startOnSpawnThread starts cmd from one OS thread that lives as long as
