@@ -90,6 +90,9 @@ func (r response) data(t *testing.T, status int) map[string]any {
 	if _, ok := r.Body["timestamp"].(string); !ok {
 		t.Fatalf("no timestamp: %s", r.Raw)
 	}
+	if r.Header.Get("X-Correlation-Id") == "" {
+		t.Fatalf("no X-Correlation-Id header on a success")
+	}
 	d, ok := r.Body["data"].(map[string]any)
 	if !ok {
 		t.Fatalf("no data object: %s", r.Raw)
