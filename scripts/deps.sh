@@ -85,60 +85,45 @@ say "Go modules: downloading what go.mod and tools/go.mod need (cached after the
 go mod download || die "go mod download failed: is the Go module proxy reachable?"
 (cd tools && go mod download) || die "go mod download in tools/ failed: is the Go module proxy reachable?"
 
-# --- versitygw ------------------------------------------------------------
-bin=.bin/versitygw
+# --- tools built into .bin/ ------------------------------------------------
+# build_tool NAME PACKAGE ENV_VAR DURATION: makes .bin/NAME from the tools
+# module unless $ENV_VAR points at a binary. local/stack.ToolBinary takes the
+# same lock file when it builds a missing tool, so the two never race.
+build_tool() {
+  local name=$1 pkg=$2 var=$3 duration=$4 bin=.bin/$1 tmp
+  if [ -n "${!var:-}" ]; then
+    [ -x "${!var}" ] || die "$var=${!var} is not an executable: fix or unset it"
+    say "$name: using $var=${!var}"
+    return
+  fi
+  if [ -x "$bin" ]; then
+    say "$name: $bin is built"
+    return
+  fi
+  mkdir -p .bin
+  exec 9>".bin/.$name.lock"
+  if command -v flock >/dev/null; then flock 9; fi
+  if [ -x "$bin" ]; then
+    say "$name: $bin was built meanwhile"
+  else
+    say "$name: building $bin from tools/go.mod ($duration, once)"
+    tmp=$(mktemp ".bin/.$name-XXXXXX.tmp")
+    (cd tools && go build -o "../$tmp" "$pkg") \
+      || { rm -f "$tmp"; die "building $name failed: is the Go module proxy reachable?"; }
+    mv -f "$tmp" "$bin"
+    say "$name: built $bin"
+  fi
+  exec 9>&-
+}
+
 if [ -n "${S3_ENDPOINT:-}" ] && [ -n "${TEST_S3_ENDPOINT:-}" ]; then
   say "versitygw: S3_ENDPOINT and TEST_S3_ENDPOINT are set; not needed here"
-elif [ -n "${VERSITYGW:-}" ]; then
-  [ -x "$VERSITYGW" ] || die "VERSITYGW=$VERSITYGW is not an executable: fix or unset it"
-  say "versitygw: using VERSITYGW=$VERSITYGW"
-elif [ -x "$bin" ]; then
-  say "versitygw: $bin is built"
 else
-  mkdir -p .bin
-  # The Go side (local/stack) takes the same lock when it builds it.
-  exec 9>.bin/.versitygw.lock
-  if command -v flock >/dev/null; then flock 9; fi
-  if [ -x "$bin" ]; then
-    say "versitygw: $bin was built meanwhile"
-  else
-    say "versitygw: building $bin from tools/go.mod (about two minutes, once)"
-    tmp=$(mktemp .bin/.versitygw-XXXXXX.tmp)
-    trap 'rm -f "$tmp"' EXIT
-    (cd tools && go build -o "../$tmp" github.com/versity/versitygw/cmd/versitygw) \
-      || die "building versitygw failed: is the Go module proxy reachable?"
-    mv -f "$tmp" "$bin"
-    say "versitygw: built $bin"
-  fi
-  exec 9>&-
+  build_tool versitygw github.com/versity/versitygw/cmd/versitygw VERSITYGW "about two minutes"
 fi
-
-# --- aws-lambda-rie -------------------------------------------------------
 # The Lambda Runtime Interface Emulator, which functions/bootstrap_test.go
 # runs the built functions under.
-bin=.bin/aws-lambda-rie
-if [ -n "${AWS_LAMBDA_RIE:-}" ]; then
-  [ -x "$AWS_LAMBDA_RIE" ] || die "AWS_LAMBDA_RIE=$AWS_LAMBDA_RIE is not an executable: fix or unset it"
-  say "aws-lambda-rie: using AWS_LAMBDA_RIE=$AWS_LAMBDA_RIE"
-elif [ -x "$bin" ]; then
-  say "aws-lambda-rie: $bin is built"
-else
-  mkdir -p .bin
-  # The test takes the same lock when it builds it.
-  exec 9>.bin/.aws-lambda-rie.lock
-  if command -v flock >/dev/null; then flock 9; fi
-  if [ -x "$bin" ]; then
-    say "aws-lambda-rie: $bin was built meanwhile"
-  else
-    say "aws-lambda-rie: building $bin from tools/go.mod (about half a minute, once)"
-    tmp=$(mktemp .bin/.aws-lambda-rie-XXXXXX.tmp)
-    trap 'rm -f "$tmp"' EXIT
-    (cd tools && go build -o "../$tmp" github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie) \
-      || die "building aws-lambda-rie failed: is the Go module proxy reachable?"
-    mv -f "$tmp" "$bin"
-    say "aws-lambda-rie: built $bin"
-  fi
-  exec 9>&-
-fi
+build_tool aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie \
+  AWS_LAMBDA_RIE "about half a minute"
 
 say "ready"

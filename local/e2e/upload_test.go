@@ -135,6 +135,14 @@ func TestUploadAndFinalize(t *testing.T) {
 		}
 	}
 
+	// A part list that is not the recorded one is refused, file untouched.
+	unchanged(t, func() {
+		d := c.json("POST", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+pdfID+"/complete", map[string]any{"parts": parts[:2]}).fail(t, 400, "BAD_REQUEST")
+		if m, ok := d["mismatchedParts"].([]any); !ok || len(m) != 0 || d["expectedParts"] != 3.0 || d["givenParts"] != 2.0 {
+			t.Fatalf("details: %v", d)
+		}
+	})
+
 	// The PDF is completed explicitly (twice: idempotent), the PNG by finalize.
 	done := c.json("POST", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+pdfID+"/complete", map[string]any{"parts": parts}).data(t, 200)
 	again := c.json("POST", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+pdfID+"/complete", nil).data(t, 200)

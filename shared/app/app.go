@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 	"github.com/google/uuid"
@@ -65,7 +66,7 @@ func (a *App) Close() { a.store.Close() }
 // LambdaHandler is the function's Lambda entry point: the API Gateway HTTP
 // API (payload 2.0) event in, the response out, through
 // aws-lambda-go-api-proxy exactly as in AWS.
-func (a *App) LambdaHandler(function string) (func(context.Context, eventV2) (responseV2, error), error) {
+func (a *App) LambdaHandler(function string) (func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error), error) {
 	h, err := a.API.Handler(function)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 	"github.com/google/uuid"
@@ -36,12 +37,11 @@ func userID(r *http.Request) (string, error) {
 // pathID reads a path parameter that must be a UUID (400 otherwise).
 func pathID(r *http.Request, name string) (string, error) {
 	v := r.PathValue(name)
-	id, err := uuid.Parse(v)
-	if err != nil || len(v) != 36 {
+	if !validUUID(v) {
 		return "", (&upload.Error{Code: upload.CodeBadRequest, Message: name + " must be a UUID"}).
 			WithDetails(map[string]any{"parameter": name})
 	}
-	return id.String(), nil
+	return strings.ToLower(v), nil
 }
 
 // sessionRequest reads the caller and the session id of a session route.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -113,27 +114,12 @@ func notFound(op, id string) error {
 	return fmt.Errorf("postgres: %s %s: %w", op, id, upload.ErrNotFound)
 }
 
-// isUUID reports whether s is a UUID in the canonical form
-// xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx. Lookups answer "not found" for any
-// other id without asking the database, whose syntax error would abort the
-// transaction.
+// isUUID reports whether s is a UUID in the canonical 36-character form.
+// Lookups answer "not found" for any other id without asking the database,
+// whose syntax error would abort the transaction.
 func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
-		default:
-			return false
-		}
-	}
-	return true
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
 }
 
 // utc returns t in UTC.
