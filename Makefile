@@ -23,7 +23,8 @@ $(MOC_LOCAL): FORCE
 local: deps $(MOC_LOCAL) ## run the whole stack locally: PostgreSQL, S3 (versitygw), HTTP API on :3000
 	@$(MOC_LOCAL)
 
-test: deps ## run every test: unit, integration (real PostgreSQL + S3), end-to-end
+test: ## run every test: unit, integration (real PostgreSQL + S3), end-to-end, browser
+	@bash scripts/deps.sh --tests
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,8 +50,11 @@ const riePackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws
 const invokeTimeout = 30 * time.Second
 
 // replay is one sample event and what the function must answer. The order
-// matters: the upload path (part, complete, finalize) builds on the seed
-// rows and on the steps before it.
+// matters: the upload path builds on the seed rows and on the steps before
+// it. The seed image's one part is presigned while it is not uploaded yet
+// (PresignPart, PresignParts), uploaded by the batch route, uploaded again by
+// UploadPart (re-uploading a part replaces it), then the file is completed
+// and the session finalized.
 type replay struct {
 	function string
 	status   int
@@ -65,6 +69,32 @@ var replays = []replay{
 	{function: "GetSession", status: http.StatusOK, check: func(t *testing.T, body []byte) {
 		if got := successData(t, body)["sessionId"]; got != devstack.SeedSessionID {
 			t.Errorf("data.sessionId = %v, want the seed session %s", got, devstack.SeedSessionID)
+		}
+	}},
+	{function: "PresignPart", status: http.StatusOK, check: func(t *testing.T, body []byte) {
+		checkPresignedPart(t, successData(t, body))
+	}},
+	{function: "PresignParts", status: http.StatusOK, check: func(t *testing.T, body []byte) {
+		// The event asks for part 1, the seed image's only part.
+		parts, _ := successData(t, body)["parts"].([]any)
+		if len(parts) != 1 {
+			t.Fatalf("data.parts = %v, want part 1 only: %s", parts, body)
+		}
+		p, _ := parts[0].(map[string]any)
+		checkPresignedPart(t, p)
+	}},
+	{function: "UploadPartsBatch", status: http.StatusOK, check: func(t *testing.T, body []byte) {
+		// One form part, part1: the sample PNG.
+		parts, _ := successData(t, body)["parts"].([]any)
+		if len(parts) != 1 {
+			t.Fatalf("data.parts = %v, want part 1 only: %s", parts, body)
+		}
+		p, _ := parts[0].(map[string]any)
+		if p["partNumber"] != 1.0 || p["size"] != 67.0 || p["error"] != nil {
+			t.Errorf("data.parts[0] = %v, want part 1 of 67 bytes uploaded", p)
+		}
+		if e, _ := p["etag"].(string); e == "" {
+			t.Errorf("data.parts[0].etag is empty: %s", body)
 		}
 	}},
 	{function: "UploadPart", status: http.StatusOK, check: func(t *testing.T, body []byte) {
@@ -406,6 +436,46 @@ func header(h map[string]string, name string) string {
 		}
 	}
 	return ""
+}
+
+// samplePNGMD5 is the Content-MD5 of the seed image's bytes (the sample
+// PNG of events/UploadPart.json), which the presign events send.
+const samplePNGMD5 = "VRVFxA6tbkThqtSGIRok2g=="
+
+// checkPresignedPart checks a presigned PUT of the seed image's part 1,
+// asked for with samplePNGMD5: an S3 UploadPart URL, the headers to send
+// (the signature covers Content-MD5) and a future expiry.
+func checkPresignedPart(t *testing.T, p map[string]any) {
+	t.Helper()
+	if p["partNumber"] != 1.0 {
+		t.Errorf("partNumber = %v, want 1", p["partNumber"])
+	}
+	if p["method"] != http.MethodPut {
+		t.Errorf("method = %v, want PUT", p["method"])
+	}
+	raw, _ := p["url"].(string)
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() {
+		t.Errorf("url = %q, want an absolute URL (%v)", raw, err)
+	} else if q := u.Query(); q.Get("partNumber") != "1" || q.Get("uploadId") == "" {
+		t.Errorf("url = %q, want an UploadPart of part 1 (partNumber and uploadId in the query)", raw)
+	}
+	headers, _ := p["headers"].(map[string]any)
+	var md5 any
+	for k, v := range headers {
+		if strings.EqualFold(k, "Content-MD5") {
+			md5 = v
+		}
+	}
+	if md5 != samplePNGMD5 {
+		t.Errorf("headers = %v, want Content-MD5 %s (asked for, so signed)", p["headers"], samplePNGMD5)
+	}
+	exp, _ := p["expiresAt"].(string)
+	if at, err := time.Parse(time.RFC3339Nano, exp); err != nil {
+		t.Errorf("expiresAt %q: %v", exp, err)
+	} else if !at.After(time.Now()) {
+		t.Errorf("expiresAt %s is not in the future", exp)
+	}
 }
 
 // successData checks the contract's success envelope and returns its data.

@@ -6,7 +6,10 @@
 #     else the newest /usr/lib/postgresql/<version>/bin,
 #   - the postgres system user, which runs the server when we are root,
 #   - the Go modules, the versitygw S3 server and the AWS Lambda Runtime
-#     Interface Emulator (aws-lambda-rie), built into .bin/.
+#     Interface Emulator (aws-lambda-rie), built into .bin/,
+#   - with --tests, Chromium (Debian's chromium package, as root or with
+#     password-free sudo), which the browser test of local/e2e runs headless;
+#     optional: when it cannot be installed that test is skipped.
 # Idempotent: a second run only checks. Says what it does; when it cannot
 # go on, it says what is missing and exits 1.
 set -euo pipefail
@@ -125,5 +128,60 @@ fi
 # runs the built functions under.
 build_tool aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie \
   AWS_LAMBDA_RIE "about half a minute"
+
+# --- Chromium ---------------------------------------------------------------
+# local/e2e's TestBrowserCORS loads pages in headless Chromium (/usr/bin/chromium,
+# or $CHROMIUM) to check the API's and the bucket's CORS rules in a real
+# browser. Optional: without it that test is skipped, so a failed install is
+# reported and the rest goes on.
+chromium_version() { "$1" --version 2>/dev/null || echo "version unknown"; }
+
+# as_root CMD...: runs CMD as root, directly or through password-free sudo.
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+apt_install_chromium() {
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+}
+
+ensure_chromium() {
+  if [ -n "${CHROMIUM:-}" ]; then
+    [ -x "$CHROMIUM" ] || die "CHROMIUM=$CHROMIUM is not an executable: fix or unset it"
+    say "Chromium: using CHROMIUM=$CHROMIUM ($(chromium_version "$CHROMIUM"))"
+    return 0
+  fi
+  if [ -x /usr/bin/chromium ]; then
+    say "Chromium: $(chromium_version /usr/bin/chromium)"
+    return 0
+  fi
+  local skipped="the browser test (local/e2e TestBrowserCORS) will be skipped"
+  if [ "$(id -u)" != 0 ] && ! { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; then
+    say "Chromium: /usr/bin/chromium is missing and installing it needs root (or password-free sudo): $skipped; install Debian's chromium package to run it"
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null; then
+    say "Chromium: /usr/bin/chromium is missing and there is no apt-get here: $skipped; install Debian's chromium package or set CHROMIUM to run it"
+    return 0
+  fi
+  say "Chromium: not found; installing Debian's chromium (apt-get install chromium: about 150 MB to download, 450 MB on disk, once)"
+  if ! apt_install_chromium; then
+    say "Chromium: apt-get install chromium failed; updating the package lists (apt-get update) and trying again"
+    if ! as_root apt-get update || ! apt_install_chromium; then
+      say "Chromium: apt-get install chromium failed: $skipped; install Debian's chromium package to run it"
+      return 0
+    fi
+  fi
+  if [ ! -x /usr/bin/chromium ]; then
+    say "Chromium: the chromium package is installed but /usr/bin/chromium is not there: $skipped; set CHROMIUM to run it"
+    return 0
+  fi
+  say "Chromium: installed $(chromium_version /usr/bin/chromium)"
+}
+
+# Only the tests need a browser: `make test` passes --tests.
+if [ "${1:-}" = "--tests" ]; then
+  ensure_chromium
+fi
 
 say "ready"

@@ -1,9 +1,11 @@
 // Package devstack starts the whole service on one machine without Docker:
 // a PostgreSQL cluster from the Debian binaries (unless DATABASE_URL is
 // set), versitygw as the S3-compatible server (unless S3_ENDPOINT is set),
-// the migrations, the bucket, and the local HTTP API gateway in front of
-// the same Lambda handlers the functions run. `make local`, `make seed`,
-// `make replay` and the end-to-end test all start it through Start.
+// the migrations, the bucket (with template.yaml's CORS rule when the S3
+// server is the stack's own, so that browsers can PUT to presigned URLs),
+// and the local HTTP API gateway in front of the same Lambda handlers the
+// functions run. `make local`, `make seed`, `make replay` and the
+// end-to-end test all start it through Start.
 package devstack
 
 import (
@@ -79,7 +81,8 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		}
 		env["DATABASE_URL"] = url
 	}
-	if o.Getenv("S3_ENDPOINT") == "" {
+	ownS3 := o.Getenv("S3_ENDPOINT") == ""
+	if ownS3 {
 		srv, err := s.startS3(ctx, o)
 		if err != nil {
 			return nil, err
@@ -102,6 +105,16 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		c := s.Config
 		if err := stack.EnsureBucket(ctx, c.S3Endpoint, c.S3AccessKey, c.S3SecretKey, c.S3Region, c.S3Bucket); err != nil {
 			return nil, fmt.Errorf("bucket %s: %w", c.S3Bucket, err)
+		}
+		if ownS3 {
+			// Browsers PUT to presigned URLs of this server: give the bucket
+			// template.yaml's CORS rule, for LOCAL_CORS_ORIGINS ("*" by
+			// default; "off" removes it). A bucket at S3_ENDPOINT is left as
+			// it is.
+			origins := gateway.ParseCORSOrigins(o.Getenv("LOCAL_CORS_ORIGINS"))
+			if err := stack.PutBucketCORS(ctx, c.S3Endpoint, c.S3AccessKey, c.S3SecretKey, c.S3Region, c.S3Bucket, origins); err != nil {
+				return nil, fmt.Errorf("bucket %s: %w", c.S3Bucket, err)
+			}
 		}
 	}
 	if s.App, err = app.New(ctx, s.Config); err != nil {
@@ -144,7 +157,7 @@ func (s *Stack) startS3(ctx context.Context, o Options) (*stack.S3Server, error)
 
 // Gateway returns the local HTTP API: every route invokes its function's
 // Lambda handler through aws-lambda-go-api-proxy, as in AWS.
-func (s *Stack) Gateway() (http.Handler, error) {
+func (s *Stack) Gateway(opts gateway.Options) (http.Handler, error) {
 	handlers := map[string]gateway.Handler{}
 	for _, rt := range httpapi.Routes {
 		h, err := s.App.LambdaHandler(rt.Function)
@@ -153,12 +166,12 @@ func (s *Stack) Gateway() (http.Handler, error) {
 		}
 		handlers[rt.Function] = h
 	}
-	return gateway.New(handlers)
+	return gateway.New(handlers, opts)
 }
 
 // Serve runs the gateway on ln until ctx ends.
-func (s *Stack) Serve(ctx context.Context, ln net.Listener) error {
-	h, err := s.Gateway()
+func (s *Stack) Serve(ctx context.Context, ln net.Listener, opts gateway.Options) error {
+	h, err := s.Gateway(opts)
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func TestBadInputs(t *testing.T) {
 				t.Errorf("details: %v", d)
 			}
 		}},
-		{"oversized file", func() response { return c.json("POST", sessions+sessionID+"/files", pdfDecl("huge.pdf", 50*mib+1)) }, 413, "FILE_TOO_LARGE", nil},
+		{"oversized file", func() response { return c.json("POST", sessions+sessionID+"/files", pdfDecl("huge.pdf", 100*mib+1)) }, 413, "FILE_TOO_LARGE", nil},
 		{"oversized file at create", func() response {
 			return c.json("POST", "/api/mocs/uploads/sessions", map[string]any{"files": []fileDecl{pdfDecl("x.pdf", 10), pngDecl("big.png", 20*mib+1)}})
 		}, 413, "FILE_TOO_LARGE", nil},

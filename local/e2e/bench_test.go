@@ -7,45 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
 
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
-
-// BenchmarkUploadPart compares one 5 MiB part through the whole local path
-// (HTTP → gateway → API Gateway event → aws-lambda-go-api-proxy → handler →
-// PostgreSQL + S3) with the same part put straight into S3 (the baseline).
-func BenchmarkUploadPart(b *testing.B) {
-	ctx := context.Background()
-	part := pdfBytes(5 * mib)
-	b.Run("direct-s3", func(b *testing.B) {
-		bucket, key := aws.String(st.Config.S3Bucket), aws.String("bench/direct.bin")
-		up, err := s3c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: bucket, Key: key})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.SetBytes(int64(len(part)))
-		for b.Loop() {
-			_, err := s3c.UploadPart(ctx, &s3.UploadPartInput{Bucket: bucket, Key: key, UploadId: up.UploadId,
-				PartNumber: aws.Int32(1), Body: bytes.NewReader(part)})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("gateway", func(b *testing.B) {
-		c := client{t: &testing.T{}, base: server.URL, user: "bench-" + uuid.NewString()}
-		sessionID, fileID := benchSession(b, c.user, []int{len(part)})
-		b.SetBytes(int64(len(part)))
-		for b.Loop() {
-			if r := c.put(partPath(sessionID, fileID[0], 1), part); r.Status != 200 {
-				b.Fatalf("%d %s", r.Status, r.Raw)
-			}
-		}
-	})
-}
 
 // BenchmarkFinalize finalizes a session of one PDF and ten images (each
 // completed and checked by finalize), one file at a time (the baseline)
@@ -121,10 +86,11 @@ func benchSession(b *testing.B, user string, sizes []int) (string, []string) {
 	}
 	var ids []string
 	for _, spec := range specs {
-		f, err := svc.RegisterFile(ctx, user, sess.ID, spec, nil)
+		reg, err := svc.RegisterFile(ctx, user, sess.ID, spec, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
+		f := reg.File
 		data := pdfBytes(int(spec.Size))
 		if spec.Category == upload.CategoryImage {
 			copy(data, "\x89PNG\r\n\x1a\n")

@@ -20,19 +20,24 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/gateway"
 )
 
 var (
-	st     *devstack.Stack
-	server *httptest.Server
-	db     *pgxpool.Pool
-	s3c    *s3.Client
+	st *devstack.Stack
+	// server plays API Gateway without its payload limits (the old
+	// contract's proxied 5 MiB parts); awsServer with them, as `make local`.
+	server    *httptest.Server
+	awsServer *httptest.Server
+	db        *pgxpool.Pool
+	s3c       *s3.Client
 )
 
 // Settings of the stack under test; the daily limit is low so that the
-// 429 is reachable.
+// 429 is reachable, the PDF limit high enough for a 100 MiB upload.
 var testEnv = map[string]string{
 	"UPLOAD_RATE_LIMIT_PER_DAY": "5",
+	"UPLOAD_PDF_MAX_MB":         "100",
 	"S3_BUCKET":                 "e2e-uploads",
 	"STAGE":                     "test",
 }
@@ -59,13 +64,20 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer st.Close()
-	gw, err := st.Gateway()
+	gw, err := st.Gateway(gateway.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	server = httptest.NewServer(gw)
 	defer server.Close()
+	awsGW, err := st.Gateway(gateway.Options{PayloadLimits: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	awsServer = httptest.NewServer(awsGW)
+	defer awsServer.Close()
 	if db, err = pgxpool.New(ctx, st.Config.DatabaseURL); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -81,6 +93,11 @@ func run(m *testing.M) int {
 
 func newClient(t *testing.T, user string) client {
 	return client{t: t, base: server.URL, user: user}
+}
+
+// newAWSClient talks to the gateway that enforces AWS's payload limits.
+func newAWSClient(t *testing.T, user string) client {
+	return client{t: t, base: awsServer.URL, user: user}
 }
 
 // userFor gives each test its own user, so daily limits and titles of one

@@ -124,6 +124,13 @@ func (f *faultyBlob) UploadPart(ctx context.Context, key, id string, n int, body
 	return f.Blob.UploadPart(ctx, key, id, n, body, size, md5)
 }
 
+func (f *faultyBlob) ListParts(ctx context.Context, key, id string) ([]upload.StoredPart, error) {
+	if err := f.fault("list parts"); err != nil {
+		return nil, err
+	}
+	return f.Blob.ListParts(ctx, key, id)
+}
+
 func (f *faultyBlob) Head(ctx context.Context, key string) (int64, error) {
 	if err := f.fault("head"); err != nil {
 		return 0, err
@@ -159,6 +166,23 @@ func TestStorageUnavailable(t *testing.T) {
 			}
 		})
 		c.put(partPath(sessionID, fileID, 3), pdf[10*mib:]).data(t, 200)
+	})
+
+	// Reading a session is a resume hint: without storage it shows what
+	// the database recorded. Completing needs storage: 503.
+	t.Run("get session", func(t *testing.T) {
+		withFaultyBlob(t, 1)
+		unchanged(t, func() {
+			if f := sessionFiles(t, c, sessionID)[fileID]; len(f["uploadedParts"].([]any)) != 3 || f["status"] != "uploading" {
+				t.Fatalf("session file: %v", f)
+			}
+		})
+	})
+	t.Run("complete file", func(t *testing.T) {
+		withFaultyBlob(t, 1)
+		unchanged(t, func() {
+			c.json("POST", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+fileID+"/complete", nil).fail(t, 503, "S3_UNAVAILABLE")
+		})
 	})
 
 	t.Run("register file", func(t *testing.T) {

@@ -11,11 +11,91 @@
 // authorizer claims and the function itself answers 401. (A deployed HTTP
 // API's authorizer answers {"message":"Unauthorized"} before any function
 // runs.)
+//
+// # Payload limits (Options.PayloadLimits)
+//
+// A deployed HTTP API with a Lambda proxy integration refuses a request in
+// two places, and the gateway, with PayloadLimits on, refuses the same
+// requests with the same answers; the handler is not invoked:
+//
+//   - The request body is over the HTTP API's payload quota, 10 MB
+//     (MaxBodyBytes, 10,485,760 bytes; "Payload size 10 MB, cannot be
+//     increased"): 413 with {"message":"Request Entity Too Large"}.
+//     https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
+//     The quota is documented; the answer is API Gateway's own error shape
+//     with 413's reason phrase. No capture of an HTTP API answering a body
+//     over 10 MB was found; a REST API answers 413 with the text body "HTTP
+//     content length exceeded 10485760 bytes." instead
+//     (https://github.com/koki-develop/lgtm-generator/issues/10, a REST API:
+//     its serverless.yml uses "http" events), which also gives the exact
+//     byte figure.
+//   - The body fits but the invocation payload, the event JSON with binary
+//     bodies base64-encoded, is over Lambda's synchronous invocation limit,
+//     6 MB = 6,291,456 bytes (MaxEventBytes; Lambda: "Request must be
+//     smaller than 6291456 bytes for the InvokeFunction operation", and
+//     through API Gateway "... byte payload is too large for the
+//     RequestResponse invocation type (limit 6291456 bytes)"): the HTTP API
+//     answers 413 with {"message":"Request Entity Too Large"} (a REST API
+//     answers 413 {"message": "Request Too Long"}).
+//     https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+//     https://theburningmonk.com/2020/04/hit-the-6mb-lambda-payload-limit-heres-what-you-can-do/
+//     https://zaccharles.medium.com/deep-dive-lambdas-request-payload-size-limit-2-2-6350c1ae5577
+//     https://github.com/aws/aws-lambda-dotnet/pull/1990 (AWS's own local
+//     API Gateway emulator: HttpV2 mode answers 413 "Request Entity Too
+//     Large", Rest mode "Request Too Long"; its test LargePayloadTests.cs)
+//
+// The event's size is the length of the JSON of the
+// events.APIGatewayV2HTTPRequest the gateway built (HTML characters not
+// escaped, as a non-Go serializer would not). A 5 MiB part, 6,990,508
+// bytes once base64-encoded, is over it: in AWS such parts go to S3 through
+// presigned URLs.
+//
+// With PayloadLimits off the gateway has no limit at all: the body is read
+// whole, whatever its size, and only the functions' own limits answer.
+//
+// # CORS (Options.CORSOrigins)
+//
+// With origins set, the gateway plays the HTTP API's CorsConfiguration of
+// template.yaml (TemplateCORS; X-Request-Id is exposed too), as documented at
+// https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-cors.html:
+//
+//   - API Gateway answers preflight requests itself, for any path, even
+//     without an OPTIONS route, and invokes no function. A preflight is an
+//     OPTIONS request with both an Origin and an
+//     Access-Control-Request-Method header (the documented condition); any
+//     other OPTIONS request is routed as usual (no route: 404).
+//   - It answers 204 No Content with an empty body. When the origin, the
+//     requested method and every requested header are allowed, it adds
+//     Access-Control-Allow-Origin ("*" when "*" is configured, else the
+//     request's origin), Access-Control-Allow-Methods,
+//     Access-Control-Allow-Headers and Access-Control-Max-Age; otherwise it
+//     adds no Access-Control-* header at all and the browser refuses.
+//     Access-Control-Expose-Headers is not sent on preflights
+//     (https://github.com/aws/serverless-application-model/issues/2478).
+//   - On any other request with an allowed Origin it adds
+//     Access-Control-Allow-Origin and Access-Control-Expose-Headers to the
+//     response, the gateway's own errors (404, 413) included.
+//   - It drops the Access-Control-* headers a function returns ("API
+//     Gateway ignores CORS headers returned from your backend integration").
+//   - Origins match exactly (scheme, host and port, case-insensitively);
+//     "*" matches any origin, "https://*" and "http://*" any origin of that
+//     scheme, as the HTTP API's allowOrigins does.
+//
+// The documentation says when preflights are answered, that the configured
+// headers are added and the backend's dropped, and how origins match. It
+// does not give the preflight's status, what a refused preflight gets, or
+// the exact header values; there the gateway follows what HTTP APIs are
+// reported to answer (204; no Access-Control-* header for an origin that is
+// not allowed) and otherwise chooses: methods and headers as configured,
+// comma-separated (headers lower-cased), CORS headers on the gateway's own
+// errors too, and "Vary: Origin" when a specific origin is echoed.
 package gateway
 
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,40 +111,104 @@ import (
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
 )
 
+// Options say how closely the gateway plays API Gateway.
+type Options struct {
+	// PayloadLimits refuses what API Gateway and Lambda refuse in AWS: a
+	// request body over 10 MB (MaxBodyBytes), an event over Lambda's 6 MB
+	// (MaxEventBytes), both with 413 {"message":"Request Entity Too
+	// Large"}. Off, the gateway has no size limit at all. On in `make
+	// local` unless LOCAL_AWS_PAYLOAD_LIMITS=off.
+	PayloadLimits bool
+	// CORSOrigins turns on the HTTP API's CORS configuration (TemplateCORS) for
+	// these origins: "*", "https://*", "http://*" or exact origins such as
+	// "http://localhost:5173". Empty: no CORS handling, as an HTTP API
+	// without a CorsConfiguration. `make local` reads LOCAL_CORS_ORIGINS
+	// (default "*"; see ParseCORSOrigins).
+	CORSOrigins []string
+}
+
 // Handler is a Lambda handler for HTTP API payload 2.0 events.
 type Handler func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error)
 
-// MaxBodyBytes is API Gateway HTTP API's payload limit (10 MB).
+// MaxBodyBytes is API Gateway HTTP API's payload limit: 10 MB, 10,485,760
+// bytes.
 const MaxBodyBytes = 10 << 20
 
+// MaxEventBytes is Lambda's limit on a synchronous invocation's payload,
+// here the event's JSON: 6 MB, 6,291,456 bytes.
+const MaxEventBytes = 6 << 20
+
+// tooLarge is what API Gateway HTTP API answers in both cases.
+const tooLarge = "Request Entity Too Large"
+
+// maxDrainBytes bounds how much of a refused body is read and dropped so
+// that the client, still sending, reads the 413 instead of a reset
+// connection.
+const maxDrainBytes = 256 << 20
+
 // New returns a gateway serving every route of httpapi.Routes with the
-// handler of its function. It fails when a function has no handler.
-func New(handlers map[string]Handler) (http.Handler, error) {
+// handler of its function. It fails when a function has no handler or an
+// origin of opts.CORSOrigins is not one API Gateway accepts.
+func New(handlers map[string]Handler, opts Options) (http.Handler, error) {
 	mux := http.NewServeMux()
 	for _, rt := range httpapi.Routes {
 		h, ok := handlers[rt.Function]
 		if !ok {
 			return nil, fmt.Errorf("gateway: no handler for function %s", rt.Function)
 		}
-		mux.Handle(rt.RouteKey(), &route{Route: rt, handler: h})
+		mux.Handle(rt.RouteKey(), &route{Route: rt, handler: h, limits: opts.PayloadLimits})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusNotFound, "Not Found")
 	})
-	return mux, nil
+	if len(opts.CORSOrigins) == 0 {
+		return mux, nil
+	}
+	return TemplateCORS(opts.CORSOrigins).Handler(mux)
 }
 
 type route struct {
 	httpapi.Route
 	handler Handler
+	limits  bool
 }
 
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	ev, err := rt.event(r)
-	if err != nil {
-		writeMessage(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
+	limit := int64(-1)
+	if rt.limits {
+		limit = MaxBodyBytes
+	}
+	body, err := readBody(r.Body, limit)
+	if errors.Is(err, errBodyTooLarge) {
+		// API Gateway refuses the request: no function runs.
+		slog.Info("request body over API Gateway's 10 MB payload limit", "route", rt.RouteKey(),
+			"path", r.URL.Path, "limit", MaxBodyBytes, "status", http.StatusRequestEntityTooLarge)
+		writeMessage(w, http.StatusRequestEntityTooLarge, tooLarge)
 		return
+	}
+	if err != nil {
+		slog.Info("request body unreadable", "route", rt.RouteKey(), "path", r.URL.Path, "err", err)
+		writeMessage(w, http.StatusBadRequest, "Bad Request")
+		return
+	}
+	ev := rt.event(r, body)
+	if rt.limits {
+		size, err := EventSize(ev)
+		if err != nil {
+			slog.Error("event not serializable", "route", rt.RouteKey(), "err", err)
+			writeMessage(w, http.StatusInternalServerError, "Internal Server Error")
+			return
+		}
+		if size > MaxEventBytes {
+			// Lambda refuses the invocation (RequestEntityTooLargeException);
+			// the function never runs and API Gateway answers 413.
+			slog.Info("event over Lambda's 6 MB invocation payload limit", "route", rt.RouteKey(),
+				"path", r.URL.Path, "eventBytes", size, "limit", MaxEventBytes,
+				"status", http.StatusRequestEntityTooLarge, "requestId", ev.RequestContext.RequestID)
+			writeMessage(w, http.StatusRequestEntityTooLarge, tooLarge)
+			return
+		}
 	}
 	resp, err := rt.handler(r.Context(), ev)
 	if err != nil {
@@ -80,12 +224,47 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"ms", time.Since(start).Milliseconds(), "requestId", ev.RequestContext.RequestID)
 }
 
-// event builds the payload 2.0 event API Gateway would send for r.
-func (rt *route) event(r *http.Request) (events.APIGatewayV2HTTPRequest, error) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil || len(body) > MaxBodyBytes {
-		return events.APIGatewayV2HTTPRequest{}, fmt.Errorf("body too large or unreadable")
+var errBodyTooLarge = errors.New("request body over the payload limit")
+
+// readBody reads the whole body, or, when limit >= 0, at most limit bytes:
+// a longer body is errBodyTooLarge, and the rest of it (up to
+// maxDrainBytes) is read and dropped so that the client gets the answer.
+func readBody(body io.Reader, limit int64) ([]byte, error) {
+	if limit < 0 {
+		return io.ReadAll(body)
 	}
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrainBytes))
+		return nil, errBodyTooLarge
+	}
+	return b, nil
+}
+
+// EventSize is the size in bytes of ev's JSON, the payload API Gateway
+// sends Lambda, which Lambda refuses beyond MaxEventBytes.
+func EventSize(ev events.APIGatewayV2HTTPRequest) (int, error) {
+	var n countingWriter
+	enc := json.NewEncoder(&n)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return 0, err
+	}
+	return int(n) - 1, nil // Encode ends with a newline
+}
+
+type countingWriter int
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	*c += countingWriter(len(p))
+	return len(p), nil
+}
+
+// event builds the payload 2.0 event API Gateway would send for r.
+func (rt *route) event(r *http.Request, body []byte) events.APIGatewayV2HTTPRequest {
 	headers := map[string]string{}
 	for k, vs := range r.Header {
 		if strings.EqualFold(k, "Cookie") {
@@ -147,7 +326,7 @@ func (rt *route) event(r *http.Request) (events.APIGatewayV2HTTPRequest, error) 
 			ev.IsBase64Encoded = true
 		}
 	}
-	return ev, nil
+	return ev
 }
 
 // authorizer plays the JWT authorizer: a bearer token is taken as the user id.

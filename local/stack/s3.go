@@ -267,12 +267,7 @@ func lockFile(path string) (unlock func(), err error) {
 // EnsureBucket creates bucket on the S3 server at endpoint (path-style
 // addressing, static credentials) unless it exists and is the caller's.
 func EnsureBucket(ctx context.Context, endpoint, accessKey, secretKey, region, bucket string) error {
-	c := s3.New(s3.Options{
-		BaseEndpoint: aws.String(endpoint),
-		Region:       region,
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
-	})
+	c := client(endpoint, accessKey, secretKey, region)
 	in := &s3.CreateBucketInput{Bucket: aws.String(bucket)}
 	if region != "" && region != "us-east-1" {
 		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
@@ -297,4 +292,49 @@ func EnsureBucket(ctx context.Context, endpoint, accessKey, secretKey, region, b
 		return nil
 	}
 	return fmt.Errorf("create bucket %s at %s: %w", bucket, endpoint, err)
+}
+
+func client(endpoint, accessKey, secretKey, region string) *s3.Client {
+	return s3.New(s3.Options{
+		BaseEndpoint: aws.String(endpoint),
+		Region:       region,
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
+	})
+}
+
+// BucketCORSRule is template.yaml's UploadBucket CORS rule for origins:
+// browsers PUT files and parts to presigned URLs and GET presigned
+// downloads, and read each part's ETag.
+func BucketCORSRule(origins []string) types.CORSRule {
+	return types.CORSRule{
+		AllowedMethods: []string{"PUT", "GET", "HEAD"},
+		AllowedOrigins: origins,
+		AllowedHeaders: []string{"*"},
+		ExposeHeaders:  []string{"ETag"},
+		MaxAgeSeconds:  aws.Int32(3000),
+	}
+}
+
+// PutBucketCORS gives bucket, on the S3 server at endpoint, the CORS
+// configuration of BucketCORSRule(origins), replacing any other; no
+// origins deletes the bucket's CORS configuration. versitygw then answers
+// browsers' preflight (OPTIONS) requests and adds Access-Control-* headers
+// to its answers as S3 does.
+func PutBucketCORS(ctx context.Context, endpoint, accessKey, secretKey, region, bucket string, origins []string) error {
+	c := client(endpoint, accessKey, secretKey, region)
+	if len(origins) == 0 {
+		if _, err := c.DeleteBucketCors(ctx, &s3.DeleteBucketCorsInput{Bucket: aws.String(bucket)}); err != nil {
+			return fmt.Errorf("delete the CORS configuration of bucket %s at %s: %w", bucket, endpoint, err)
+		}
+		return nil
+	}
+	_, err := c.PutBucketCors(ctx, &s3.PutBucketCorsInput{
+		Bucket:            aws.String(bucket),
+		CORSConfiguration: &types.CORSConfiguration{CORSRules: []types.CORSRule{BucketCORSRule(origins)}},
+	})
+	if err != nil {
+		return fmt.Errorf("put the CORS configuration of bucket %s at %s: %w", bucket, endpoint, err)
+	}
+	return nil
 }

@@ -53,11 +53,14 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Limits:              cfg.Limits,
 		Stage:               cfg.Stage,
 		DownloadURLTTL:      cfg.DownloadURLTTL,
+		UploadURLTTL:        cfg.UploadURLTTL,
 		FinalizeConcurrency: 8,
 		Now:                 time.Now,
 		NewID:               uuid.NewString,
 	}
-	return &App{Service: svc, API: httpapi.New(svc), store: store}, nil
+	api := httpapi.New(svc)
+	api.MaxBatchBytes = cfg.MaxBatchBytes
+	return &App{Service: svc, API: api, store: store}, nil
 }
 
 // Close releases the database pool.

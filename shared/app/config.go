@@ -27,6 +27,8 @@ type Config struct {
 
 	Limits         upload.Limits
 	DownloadURLTTL time.Duration // DOWNLOAD_URL_TTL_MINUTES (default 60, at least 15)
+	UploadURLTTL   time.Duration // UPLOAD_URL_TTL_MINUTES (default 15): presigned PUTs of files and parts
+	MaxBatchBytes  int64         // MAX_BATCH_BYTES (default 50000000): a batch upload's whole body
 }
 
 // ConfigFromEnv reads and checks the configuration; the error lists every
@@ -86,6 +88,8 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 			SessionTTLMinutes: num("UPLOAD_SESSION_TTL_MINUTES", d.SessionTTLMinutes, 1),
 		},
 		DownloadURLTTL: time.Duration(num("DOWNLOAD_URL_TTL_MINUTES", 60, 15)) * time.Minute,
+		UploadURLTTL:   time.Duration(num("UPLOAD_URL_TTL_MINUTES", 15, 1)) * time.Minute,
+		MaxBatchBytes:  int64(num("MAX_BATCH_BYTES", 50_000_000, 1)),
 	}
 	if strings.EqualFold(c.S3SSE, "none") {
 		c.S3SSE = ""

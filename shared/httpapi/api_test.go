@@ -186,6 +186,9 @@ func routeSamples() []request {
 		{method: "DELETE", path: sessionPath},
 		{method: "POST", path: filesPath, body: `{}`},
 		{method: "PUT", path: partPath + "1", body: "bytes"},
+		{method: "POST", path: partPath + "batch", body: "--x--", headers: map[string]string{"content-type": "multipart/form-data; boundary=x"}},
+		{method: "GET", path: partPath + "1/url"},
+		{method: "POST", path: partPath + "urls"},
 		{method: "POST", path: completePath},
 		{method: "POST", path: finalizePath, body: `{}`},
 		{method: "GET", path: "/api/mocs/" + mocID},
@@ -494,8 +497,8 @@ func TestUnknownRoute(t *testing.T) {
 		{method: "GET", path: "/api/mocs/uploads/sessions"},
 		{method: "PATCH", path: sessionPath},
 		{method: "POST", path: sessionPath + "/unknown"},
-		{method: "GET", path: partPath + "1/url"},
-		{method: "POST", path: partPath + "batch"},
+		{method: "GET", path: partPath + "1/urls"},
+		{method: "GET", path: partPath + "urls"},
 		{method: "GET", path: "/api/mocs/" + mocID + "/files"},
 	}
 	for _, tt := range tests {

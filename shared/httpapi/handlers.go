@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net/http"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
@@ -142,15 +141,20 @@ func (a *API) registerFile(w http.ResponseWriter, r *http.Request) error {
 			spec.Category = c
 		}
 	}
-	f, err := a.svc.RegisterFile(r.Context(), user, sessionID, spec, body.Checksums)
+	reg, err := a.svc.RegisterFile(r.Context(), user, sessionID, spec, body.Checksums)
 	if err != nil {
 		return err
 	}
+	f := reg.File
 	writeData(w, http.StatusCreated, map[string]any{
-		"fileId":        f.ID,
-		"uploadId":      f.UploadID,
-		"partSizeBytes": upload.PartSizeBytes,
-		"totalParts":    upload.TotalParts(f.Size, upload.PartSizeBytes),
+		"fileId":          f.ID,
+		"uploadId":        f.UploadID,
+		"partSizeBytes":   upload.PartSizeBytes,
+		"totalParts":      upload.TotalParts(f.Size, upload.PartSizeBytes),
+		"uploadUrl":       reg.Upload.URL,
+		"uploadMethod":    reg.Upload.Method,
+		"uploadHeaders":   reg.Upload.Header,
+		"uploadExpiresAt": rfc3339(reg.Upload.ExpiresAt),
 	})
 	return nil
 }
@@ -160,11 +164,9 @@ func (a *API) uploadPart(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	raw := r.PathValue("partNumber")
-	n, err := strconv.Atoi(raw)
-	if err != nil || n < 1 || n > upload.MaxParts || strconv.Itoa(n) != raw {
-		return (&upload.Error{Code: upload.CodeInvalidPartNumber, Message: "partNumber must be a whole number from 1 to 10000"}).
-			WithDetails(map[string]any{"partNumber": raw})
+	n, err := partNumber(r)
+	if err != nil {
+		return err
 	}
 	size := r.ContentLength
 	if size < 0 {

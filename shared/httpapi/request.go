@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
@@ -60,6 +61,18 @@ func fileRequest(r *http.Request) (user, sessionID, fileID string, err error) {
 	}
 	fileID, err = pathID(r, "fileId")
 	return user, sessionID, fileID, err
+}
+
+// partNumber reads the partNumber path parameter: 1..10000, no sign, no
+// leading zeros.
+func partNumber(r *http.Request) (int, error) {
+	raw := r.PathValue("partNumber")
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > upload.MaxParts || strconv.Itoa(n) != raw {
+		return 0, (&upload.Error{Code: upload.CodeInvalidPartNumber, Message: "partNumber must be a whole number from 1 to 10000"}).
+			WithDetails(map[string]any{"partNumber": raw})
+	}
+	return n, nil
 }
 
 func validUUID(s string) bool {

@@ -34,6 +34,9 @@ var Routes = []Route{
 	{"DELETE", "/api/mocs/uploads/sessions/{sessionId}", "AbortSession", (*API).abortSession},
 	{"POST", "/api/mocs/uploads/sessions/{sessionId}/files", "RegisterFile", (*API).registerFile},
 	{"PUT", "/api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}", "UploadPart", (*API).uploadPart},
+	{"POST", "/api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/batch", "UploadPartsBatch", (*API).uploadPartsBatch},
+	{"GET", "/api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}/url", "PresignPart", (*API).presignPart},
+	{"POST", "/api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/urls", "PresignParts", (*API).presignParts},
 	{"POST", "/api/mocs/uploads/sessions/{sessionId}/files/{fileId}/complete", "CompleteFile", (*API).completeFile},
 	{"POST", "/api/mocs/uploads/finalize", "Finalize", (*API).finalize},
 	{"GET", "/api/mocs/{mocId}", "GetMoc", (*API).getMoc},
@@ -54,10 +57,20 @@ type API struct {
 	svc *upload.Service
 	// MaxJSONBytes bounds JSON request bodies (413 beyond).
 	MaxJSONBytes int64
+	// MaxBatchBytes bounds a batch upload's whole body (MAX_BATCH_BYTES;
+	// 413 PAYLOAD_TOO_LARGE beyond, before anything is stored).
+	MaxBatchBytes int64
+	// BatchConcurrency bounds the parts of one batch sent to S3 at once.
+	BatchConcurrency int
 }
 
+// DefaultMaxBatchBytes is MAX_BATCH_BYTES's default.
+const DefaultMaxBatchBytes = 50_000_000
+
 // New returns the API over svc.
-func New(svc *upload.Service) *API { return &API{svc: svc, MaxJSONBytes: 1 << 20} }
+func New(svc *upload.Service) *API {
+	return &API{svc: svc, MaxJSONBytes: 1 << 20, MaxBatchBytes: DefaultMaxBatchBytes, BatchConcurrency: 4}
+}
 
 // Handler serves only the named function's route, as that function's Lambda
 // does; any other path is a 404 in the contract's shape.

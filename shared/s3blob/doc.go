@@ -33,7 +33,8 @@
 //
 // On the bucket's objects (arn:aws:s3:::BUCKET/*) the functions need:
 //
-//	s3:PutObject                  CreateMultipartUpload, UploadPart, CompleteMultipartUpload
+//	s3:PutObject                  CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//	                              presigned PutObject and UploadPart URLs
 //	s3:GetObject                  GetObject (Open, ReadRange), HeadObject (Head), presigned GETs
 //	s3:AbortMultipartUpload       AbortMultipartUpload
 //	s3:ListMultipartUploadParts   ListParts (parts PUT directly to presigned URLs)
@@ -99,7 +100,13 @@
 //
 // Presigned URLs. A URL presigned with temporary credentials (the Lambda
 // role's) stops working when those credentials expire, whatever its ttl;
-// use PublicBaseURL (CloudFront) for links that must outlive them.
+// use PublicBaseURL (CloudFront) for links that must outlive them. Upload
+// URLs (PresignPutObject, PresignUploadPart) sign Content-Length, so S3
+// refuses a body of another size, and Content-Type / Content-MD5 when given;
+// the returned Header lists what the client must send (not Host or
+// Content-Length, which every HTTP client sets itself). PresignPutObject
+// signs no encryption header: the bucket's default encryption applies, so a
+// browser needs to send nothing but Content-Type.
 //
 // Multipart uploads that are never completed or aborted keep their parts
 // (and cost) forever; configure a bucket lifecycle rule

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -75,6 +76,7 @@ type S3API interface {
 type Presigner interface {
 	PresignGetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
 	PresignUploadPart(ctx context.Context, in *s3.UploadPartInput, optFns ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
+	PresignPutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.PresignOptions)) (*v4.PresignedHTTPRequest, error)
 }
 
 var (
@@ -301,18 +303,11 @@ func (b *Blob) DeleteObject(ctx context.Context, key string) error {
 	return nil
 }
 
-// Part is a part S3 holds for a multipart upload.
-type Part struct {
-	PartNumber int
-	ETag       string // without quotes
-	Size       int64
-}
-
 // ListParts returns the parts S3 holds for the upload, by part number,
-// including those PUT directly to presigned URLs. ErrNotFound when the
-// upload is gone. (Not part of upload.Blob yet.)
-func (b *Blob) ListParts(ctx context.Context, key, uploadID string) ([]Part, error) {
-	var parts []Part
+// including those PUT directly to presigned URLs, following S3's pages of
+// 1000. ErrNotFound when the upload is gone.
+func (b *Blob) ListParts(ctx context.Context, key, uploadID string) ([]upload.StoredPart, error) {
+	var parts []upload.StoredPart
 	in := &s3.ListPartsInput{Bucket: &b.cfg.Bucket, Key: &key, UploadId: &uploadID}
 	for {
 		out, err := b.api.ListParts(ctx, in)
@@ -320,7 +315,7 @@ func (b *Blob) ListParts(ctx context.Context, key, uploadID string) ([]Part, err
 			return nil, wrap(err, "s3: list parts of %s", key)
 		}
 		for _, p := range out.Parts {
-			parts = append(parts, Part{
+			parts = append(parts, upload.StoredPart{
 				PartNumber: int(aws.ToInt32(p.PartNumber)),
 				ETag:       unquote(aws.ToString(p.ETag)),
 				Size:       aws.ToInt64(p.Size),
@@ -332,22 +327,39 @@ func (b *Blob) ListParts(ctx context.Context, key, uploadID string) ([]Part, err
 		}
 		in.PartNumberMarker = &next
 	}
-	slices.SortFunc(parts, func(a, b Part) int { return a.PartNumber - b.PartNumber })
+	slices.SortFunc(parts, func(a, b upload.StoredPart) int { return a.PartNumber - b.PartNumber })
 	return parts, nil
 }
 
-// PresignedRequest is a request anyone can send until it expires.
-type PresignedRequest struct {
-	Method string
-	URL    string
-	// Header must be sent as is (the signature covers them).
-	Header map[string]string
+// PresignPutObject returns a PUT of the whole object: exactly size bytes of
+// contentType (and, when contentMD5 is given, that digest), valid for ttl.
+// It signs no encryption header: the object gets the bucket's default
+// encryption, so a client needs to send nothing but Content-Type.
+func (b *Blob) PresignPutObject(ctx context.Context, key, contentType, contentMD5 string, size int64, ttl time.Duration) (upload.PresignedRequest, error) {
+	in := &s3.PutObjectInput{
+		Bucket:        &b.cfg.Bucket,
+		Key:           &key,
+		ContentLength: aws.Int64(size),
+	}
+	if contentType != "" {
+		in.ContentType = &contentType
+	}
+	if contentMD5 != "" {
+		in.ContentMD5 = &contentMD5
+	}
+	if b.presign == nil {
+		return upload.PresignedRequest{}, errors.New("s3blob: no Presigner configured")
+	}
+	req, err := b.presign.PresignPutObject(ctx, in, s3.WithPresignExpires(ttl))
+	if err != nil {
+		return upload.PresignedRequest{}, fmt.Errorf("s3: presign put %s: %w", key, err)
+	}
+	return presigned(req), nil
 }
 
 // PresignUploadPart returns a PUT of part partNumber, of exactly size bytes
-// (and, when contentMD5 is given, that digest), valid for ttl. (Not part of
-// upload.Blob yet.)
-func (b *Blob) PresignUploadPart(ctx context.Context, key, uploadID string, partNumber int, size int64, contentMD5 string, ttl time.Duration) (PresignedRequest, error) {
+// (and, when contentMD5 is given, that digest), valid for ttl.
+func (b *Blob) PresignUploadPart(ctx context.Context, key, uploadID string, partNumber int, size int64, contentMD5 string, ttl time.Duration) (upload.PresignedRequest, error) {
 	in := &s3.UploadPartInput{
 		Bucket:        &b.cfg.Bucket,
 		Key:           &key,
@@ -359,20 +371,31 @@ func (b *Blob) PresignUploadPart(ctx context.Context, key, uploadID string, part
 		in.ContentMD5 = &contentMD5
 	}
 	if b.presign == nil {
-		return PresignedRequest{}, errors.New("s3blob: no Presigner configured")
+		return upload.PresignedRequest{}, errors.New("s3blob: no Presigner configured")
 	}
 	req, err := b.presign.PresignUploadPart(ctx, in, s3.WithPresignExpires(ttl))
 	if err != nil {
-		return PresignedRequest{}, fmt.Errorf("s3: presign upload part %d of %s: %w", partNumber, key, err)
+		return upload.PresignedRequest{}, fmt.Errorf("s3: presign upload part %d of %s: %w", partNumber, key, err)
 	}
+	return presigned(req), nil
+}
+
+// presigned lists the signed headers a client must send. Host and
+// Content-Length are left out: every HTTP client sets them from the URL
+// and the body, and a browser refuses to set them by hand.
+func presigned(req *v4.PresignedHTTPRequest) upload.PresignedRequest {
 	h := make(map[string]string, len(req.SignedHeader))
 	for k, vs := range req.SignedHeader {
-		if strings.EqualFold(k, "Host") || len(vs) == 0 {
-			continue // net/http sets Host from the URL
+		if strings.EqualFold(k, "Host") || strings.EqualFold(k, "Content-Length") || len(vs) == 0 {
+			continue
 		}
-		h[k] = strings.Join(vs, ",")
+		name := http.CanonicalHeaderKey(k)
+		if name == "Content-Md5" {
+			name = "Content-MD5" // as S3's and the API's documents spell it
+		}
+		h[name] = strings.Join(vs, ",")
 	}
-	return PresignedRequest{Method: req.Method, URL: req.URL, Header: h}, nil
+	return upload.PresignedRequest{Method: req.Method, URL: req.URL, Header: h}
 }
 
 // Head returns the object's size; ErrNotFound when it does not exist.

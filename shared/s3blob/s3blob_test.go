@@ -818,3 +818,108 @@ func TestETagQuotes(t *testing.T) {
 		t.Error("quote")
 	}
 }
+
+// ListParts follows S3's pages: an upload of more than 1000 parts comes
+// back whole, in order.
+func TestListPartsPages(t *testing.T) {
+	_, c, cfg := newBlob(t)
+	pages := &countingLister{S3API: c}
+	b := NewWithClient(pages, nil, cfg)
+	ctx := t.Context()
+	key := "pages/many.bin"
+	id, err := b.CreateMultipartUpload(ctx, key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1003
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, n)
+	for i := 1; i <= n; i++ {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			_, err := b.UploadPart(ctx, key, id, i, bytes.NewReader([]byte{byte(i)}), 1, "")
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	parts, err := b.ListParts(ctx, key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != n || pages.calls.Load() < 2 {
+		t.Fatalf("ListParts returned %d parts in %d pages, want %d in at least 2", len(parts), pages.calls.Load(), n)
+	}
+	for i, p := range parts {
+		if p.PartNumber != i+1 || p.Size != 1 {
+			t.Fatalf("part %d = %+v", i, p)
+		}
+	}
+}
+
+// A presigned whole-object PUT works with nothing but the Content-Type
+// header (what the old web client sends), signs the length and type, and
+// no encryption header: the bucket's default applies.
+func TestPresignPutObject(t *testing.T) {
+	b, c, cfg := newBlob(t)
+	ctx := t.Context()
+	key := "presign/whole file.pdf"
+	data := genBytes(9, 3000)
+	pr, err := b.PresignPutObject(ctx, key, "application/pdf", "", int64(len(data)), 15*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Method != "PUT" || len(pr.Header) != 1 || pr.Header["Content-Type"] != "application/pdf" {
+		t.Fatalf("presigned %s with headers %v, want PUT with only Content-Type", pr.Method, pr.Header)
+	}
+	u, err := url.Parse(pr.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Query().Get("X-Amz-SignedHeaders"); got != "content-length;content-type;host" {
+		t.Errorf("signed headers %q", got)
+	}
+	if u.Query().Get("X-Amz-Expires") != "900" {
+		t.Errorf("X-Amz-Expires = %q, want 900", u.Query().Get("X-Amz-Expires"))
+	}
+	put := func(body []byte, contentType string) int {
+		req, err := http.NewRequest(pr.Method, pr.URL, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", contentType)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := put(data[:100], "application/pdf"); got != http.StatusForbidden {
+		t.Errorf("PUT of another length: %d, want 403", got)
+	}
+	if got := put(data, "application/pdf"); got != http.StatusOK {
+		t.Fatalf("PUT: %d", got)
+	}
+	if got := getObject(t, c, cfg.Bucket, key); !bytes.Equal(got, data) {
+		t.Fatal("object differs")
+	}
+	withMD5, err := b.PresignPutObject(ctx, key, "application/pdf", md5b64(data), int64(len(data)), time.Minute)
+	if err != nil || withMD5.Header["Content-MD5"] != md5b64(data) {
+		t.Fatalf("with MD5: headers %v, %v", withMD5.Header, err)
+	}
+}
+
+type countingLister struct {
+	S3API
+	calls atomic.Int64
+}
+
+func (c *countingLister) ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
+	c.calls.Add(1)
+	return c.S3API.ListParts(ctx, in, optFns...)
+}

@@ -10,10 +10,19 @@ import (
 	"sort"
 )
 
-// RegisterFile adds a file to an active session and opens its S3 multipart
-// upload. The session row stays locked meanwhile, so concurrent
-// registrations cannot break the per-category counts.
-func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, spec FileSpec, sums *Checksums) (*File, error) {
+// RegisteredFile is a new file and the PUT that uploads it whole.
+type RegisteredFile struct {
+	File *File
+	// Upload uploads the whole file in one request straight to S3; the
+	// file is otherwise uploaded in parts of its multipart upload.
+	Upload PresignedRequest
+}
+
+// RegisterFile adds a file to an active session, opens its S3 multipart
+// upload and presigns a PUT of the whole file. The session row stays locked
+// meanwhile, so concurrent registrations cannot break the per-category
+// counts.
+func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, spec FileSpec, sums *Checksums) (*RegisteredFile, error) {
 	errs := map[string]string{}
 	spec.fieldErrors("", errs)
 	if sums != nil {
@@ -31,9 +40,10 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 		return nil, err
 	}
 	var file *File
+	var sess *Session
 	err := s.Store.InTx(ctx, func(tx Tx) error {
-		sess, err := s.sessionForWrite(ctx, tx, userID, sessionID, true)
-		if err != nil {
+		var err error
+		if sess, err = s.sessionForWrite(ctx, tx, userID, sessionID, true); err != nil {
 			return err
 		}
 		files, err := tx.ListFiles(ctx, sessionID)
@@ -84,7 +94,14 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 		file = f
 		return nil
 	})
-	return file, err
+	if err != nil {
+		return nil, err
+	}
+	put, err := s.presignWholeFile(ctx, sess, file)
+	if err != nil {
+		return nil, err
+	}
+	return &RegisteredFile{File: file, Upload: put}, nil
 }
 
 // deleteFile removes a file's row and its object.
@@ -131,16 +148,12 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 		if file, err = getFile(ctx, tx, sessionID, fileID, false); err != nil {
 			return err
 		}
-		switch file.Status {
-		case FileCompleted:
-			return Errorf(CodeFileAlreadyCompleted, "file is already completed")
-		case FileFailed:
-			return Errorf(CodeFileAlreadyCompleted, "file failed validation at finalize: register its name again to replace it")
+		if err := acceptsParts(file); err != nil {
+			return err
 		}
 		total = TotalParts(file.Size, sess.PartSizeBytes)
-		if partNumber < 1 || partNumber > total {
-			return (&Error{Code: CodeInvalidPartNumber, Message: "part number is out of range"}).
-				WithDetails(map[string]any{"partNumber": partNumber, "min": 1, "max": total})
+		if err := checkPartNumber(partNumber, total); err != nil {
+			return err
 		}
 		if size == 0 {
 			return Errorf(CodeBadRequest, "request body is empty")
@@ -216,8 +229,9 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 }
 
 // CompleteFile completes a file's multipart upload once every part is
-// there. When parts is not nil it must name exactly the recorded parts.
-// Completing a completed file returns it again.
+// there, however the parts arrived (S3 tells); a file PUT whole to its
+// uploadUrl is completed as it is. When parts is not nil it must name
+// exactly the parts S3 holds. Completing a completed file returns it again.
 func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID string, parts []CompletedPart) (*File, error) {
 	var file *File
 	err := s.Store.InTx(ctx, func(tx Tx) error {
@@ -239,6 +253,17 @@ func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID st
 		recorded, err := tx.ListParts(ctx, fileID)
 		if err != nil {
 			return err
+		}
+		found, err := s.inspect(ctx, f)
+		if err != nil {
+			return storageError("inspect file", err)
+		}
+		if recorded, err = s.record(ctx, tx, f, sess.PartSizeBytes, found, recorded); err != nil {
+			return err
+		}
+		if found.whole {
+			file = f
+			return nil
 		}
 		if missing := missingParts(recorded, TotalParts(f.Size, sess.PartSizeBytes)); len(missing) > 0 {
 			return (&Error{Code: CodeIncompleteUpload, Message: "some parts have not been uploaded"}).

@@ -224,8 +224,13 @@ func (s *Service) availableSlug(ctx context.Context, tx Tx, userID, title string
 }
 
 // completeAll completes, in parallel, every file whose parts are all
-// uploaded, and reports the ones that are not.
+// uploaded, takes files PUT whole as they are, and reports the ones that
+// are not complete. S3 says what arrived.
 func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files []File) ([]FileFailure, error) {
+	found, err := s.inspectAll(ctx, files, notCompleted)
+	if err != nil {
+		return nil, storageError("inspect files", err)
+	}
 	var failures []FileFailure
 	var todo []*File
 	parts := map[string][]Part{}
@@ -234,9 +239,16 @@ func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files [
 		if f.Status == FileCompleted {
 			continue
 		}
-		ps, err := tx.ListParts(ctx, f.ID)
+		recorded, err := tx.ListParts(ctx, f.ID)
 		if err != nil {
 			return nil, err
+		}
+		ps, err := s.record(ctx, tx, f, sess.PartSizeBytes, found[i], recorded)
+		if err != nil {
+			return nil, err
+		}
+		if found[i].whole {
+			continue
 		}
 		total := TotalParts(f.Size, sess.PartSizeBytes)
 		if missing := missingParts(ps, total); len(missing) > 0 {

@@ -72,6 +72,38 @@ type Blob interface {
 	ObjectURL(key string) string
 	// PresignGet returns a URL anyone can GET until ttl has passed.
 	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
+
+	// ListParts returns the parts the store holds for a multipart upload,
+	// by part number, however they arrived (through the service or PUT
+	// straight to a presigned URL); ErrNotFound when the upload is gone.
+	ListParts(ctx context.Context, key, uploadID string) ([]StoredPart, error)
+	// PresignPutObject returns a PUT of the whole object, of exactly size
+	// bytes with contentType (and contentMD5, base64, when not empty),
+	// that anyone can send until ttl has passed.
+	PresignPutObject(ctx context.Context, key, contentType, contentMD5 string, size int64, ttl time.Duration) (PresignedRequest, error)
+	// PresignUploadPart returns a PUT of one part of exactly size bytes
+	// (and contentMD5 when not empty), valid for ttl.
+	PresignUploadPart(ctx context.Context, key, uploadID string, partNumber int, size int64, contentMD5 string, ttl time.Duration) (PresignedRequest, error)
+}
+
+// StoredPart is a part the blob store holds for a multipart upload.
+type StoredPart struct {
+	PartNumber int
+	ETag       string // without quotes
+	Size       int64
+}
+
+// PresignedRequest is a request anyone can send, without credentials,
+// until it expires.
+type PresignedRequest struct {
+	Method string
+	URL    string
+	// Header must be sent as is: the signature covers it. Content-Length,
+	// which every HTTP client sets from the body (and browsers refuse to
+	// set by hand), is signed too but not listed.
+	Header map[string]string
+	// ExpiresAt is set by the service, which chooses the lifetime.
+	ExpiresAt time.Time
 }
 
 // CompletedPart names one part for CompleteMultipartUpload.

@@ -17,6 +17,9 @@ type Service struct {
 	Stage string
 	// DownloadURLTTL is how long presigned download URLs live (≥ 15 minutes).
 	DownloadURLTTL time.Duration
+	// UploadURLTTL is how long presigned upload URLs (whole file, parts)
+	// live; never past the session's expiry.
+	UploadURLTTL time.Duration
 	// FinalizeConcurrency bounds the files finalize completes and checks at once.
 	FinalizeConcurrency int
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -84,8 +85,65 @@ type FileView struct {
 	Parts      []Part
 }
 
-// GetSession returns the user's session with its files and parts.
+// GetSession returns the user's session with its files and parts. For an
+// active session it first learns from S3 what arrived straight there
+// (parts PUT to presigned URLs, files PUT whole) and records it.
 func (s *Service) GetSession(ctx context.Context, userID, sessionID string) (*SessionView, error) {
+	v, err := s.readSession(ctx, userID, sessionID)
+	if err != nil || v.Status != SessionActive {
+		return v, err
+	}
+	if err := s.learn(ctx, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// learn asks S3 about v's open files and records what it says, updating v.
+// When S3 cannot be read the session is shown as recorded: it is a resume
+// hint, and complete and finalize ask S3 again.
+func (s *Service) learn(ctx context.Context, v *SessionView) error {
+	files := make([]File, len(v.Files))
+	for i, fv := range v.Files {
+		files[i] = fv.File
+	}
+	found, err := s.inspectAll(ctx, files, receiving)
+	if err != nil {
+		slog.WarnContext(ctx, "session shown as recorded: storage could not be read", "sessionId", v.Session.ID, "err", err)
+		return nil
+	}
+	return s.Store.InTx(ctx, func(tx Tx) error {
+		for i := range v.Files {
+			fv := &v.Files[i]
+			if !receiving(&fv.File) {
+				continue
+			}
+			f, err := getFile(ctx, tx, v.Session.ID, fv.File.ID, true)
+			if err != nil {
+				return err
+			}
+			if !receiving(f) {
+				continue // completed meanwhile; show what was read
+			}
+			recorded, err := tx.ListParts(ctx, f.ID)
+			if err != nil {
+				return err
+			}
+			parts, err := s.record(ctx, tx, f, v.Session.PartSizeBytes, found[i], recorded)
+			if err != nil {
+				return err
+			}
+			fv.File, fv.Parts = *f, parts
+			if parts == nil {
+				fv.Parts = []Part{}
+			}
+		}
+		return nil
+	})
+}
+
+// readSession reads the session, its files and their recorded parts.
+func (s *Service) readSession(ctx context.Context, userID, sessionID string) (*SessionView, error) {
 	var v SessionView
 	err := s.Store.InTx(ctx, func(tx Tx) error {
 		sess, err := getSession(ctx, tx, userID, sessionID, false)

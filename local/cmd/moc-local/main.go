@@ -19,11 +19,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/gateway"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 )
 
@@ -98,6 +100,13 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	gw := gateway.Options{
+		PayloadLimits: !strings.EqualFold(strings.TrimSpace(os.Getenv("LOCAL_AWS_PAYLOAD_LIMITS")), "off"),
+		CORSOrigins:   gateway.ParseCORSOrigins(os.Getenv("LOCAL_CORS_ORIGINS")),
+	}
+	if err := gateway.CheckCORSOrigins(gw.CORSOrigins); err != nil {
+		return fmt.Errorf("LOCAL_CORS_ORIGINS: %w", err)
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("HTTP API address %s: %w (set LOCAL_HTTP_ADDR or -http)", *addr, err)
@@ -115,9 +124,30 @@ MOC upload service — local stack
   PostgreSQL   %s
   S3           %s   bucket %s
   data         %s   (make wipe deletes it; service logs in services.log)
+  limits       %s
+  CORS         %s
 Ctrl-C stops everything.
-`, ln.Addr(), devstack.Redacted(c.DatabaseURL), orAWS(c.S3Endpoint), c.S3Bucket, opts.DataDir)
-	return st.Serve(ctx, ln)
+`, ln.Addr(), devstack.Redacted(c.DatabaseURL), orAWS(c.S3Endpoint), c.S3Bucket, opts.DataDir,
+		limitsBanner(gw.PayloadLimits), corsBanner(gw.CORSOrigins, os.Getenv("S3_ENDPOINT") == ""))
+	return st.Serve(ctx, ln, gw)
+}
+
+func limitsBanner(on bool) string {
+	if on {
+		return "as in AWS: 413 beyond a 10 MB body or a 6 MB Lambda event (LOCAL_AWS_PAYLOAD_LIMITS=off lifts them)"
+	}
+	return "none (LOCAL_AWS_PAYLOAD_LIMITS=off; AWS refuses bodies over 10 MB and events over 6 MB)"
+}
+
+func corsBanner(origins []string, ownS3 bool) string {
+	if len(origins) == 0 {
+		return "off (LOCAL_CORS_ORIGINS=off)"
+	}
+	where := "on the HTTP API and the bucket"
+	if !ownS3 {
+		where = "on the HTTP API (the bucket at S3_ENDPOINT is left as it is)"
+	}
+	return fmt.Sprintf("origins %s %s (LOCAL_CORS_ORIGINS)", strings.Join(origins, ", "), where)
 }
 
 // startStack starts (or joins, see devstack.Options) the local stack.
