@@ -8,7 +8,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 BUILD_DIR := build
 GOFLAGS_LAMBDA := -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean
+.PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean http
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,6 +46,20 @@ replay: ## run one function on a sample event: make replay FN=GetSession EVENT=e
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make replay FN=<Function> EVENT=events/<file>.json" >&2; exit 2; }
 	@$(MAKE) -s $(MOC_LOCAL)
 	@$(MOC_LOCAL) replay -fn $(FN) -event $(EVENT)
+
+# make http: the seed-test evidence of story 01727 (__http__/*.http), sent by httpyac (Node.js, via
+# npx) to a stack that is already running; exits non-zero when a request or an assertion fails.
+# gen-data.mjs first writes the uploaded bytes into __http__/.data/ (git-ignored). Each run is a new
+# user (HTTP_USER), since a user may open only 100 sessions a day. MAX_BATCH_BYTES, when set, must be
+# the stack's own value.
+HTTP_API ?= http://127.0.0.1:3000
+HTTP_FILE ?= __http__/story-01727-performance-observability.http
+HTTPYAC ?= npx --yes httpyac@6.16.7
+http: ## send __http__/'s requests with httpyac to HTTP_API (http://127.0.0.1:3000); starts nothing: run LOCAL_AWS_PAYLOAD_LIMITS=off make local first
+	@command -v node >/dev/null || { echo "make http: needs Node.js (node and npx)" >&2; exit 1; }
+	@node __http__/gen-data.mjs
+	HTTP_API='$(HTTP_API)' HTTP_USER="$${HTTP_USER:-http-$$(date +%Y%m%d%H%M%S)-$$$$}" \
+	  $(HTTPYAC) send $(HTTP_FILE) --all --output short --output-failed response
 
 migrate: $(MOC_LOCAL) ## apply the migrations to DATABASE_URL (e.g. a deployed database)
 	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL" >&2; exit 2; }

@@ -26,25 +26,10 @@ func (p PartPlan) PartSize(n int) int64 {
 // the file is cut into parts. It stores nothing; UploadPart checks again,
 // so a change in between is still caught, part by part.
 func (s *Service) PlanParts(ctx context.Context, userID, sessionID, fileID string) (*PartPlan, error) {
-	var plan *PartPlan
-	err := s.Store.InTx(ctx, func(tx Tx) error {
-		sess, err := s.sessionForWrite(ctx, tx, userID, sessionID, false)
-		if err != nil {
-			return err
-		}
-		file, err := getFile(ctx, tx, sessionID, fileID, false)
-		if err != nil {
-			return err
-		}
-		if err := acceptsParts(file); err != nil {
-			return err
-		}
-		plan = &PartPlan{FileSize: file.Size, PartSizeBytes: sess.PartSizeBytes,
-			TotalParts: TotalParts(file.Size, sess.PartSizeBytes)}
-		return nil
-	})
+	sess, file, err := s.fileForParts(ctx, userID, sessionID, fileID)
 	if err != nil {
 		return nil, err
 	}
-	return plan, nil
+	return &PartPlan{FileSize: file.Size, PartSizeBytes: sess.PartSizeBytes,
+		TotalParts: TotalParts(file.Size, sess.PartSizeBytes)}, nil
 }

@@ -68,18 +68,7 @@ type PresignedPart struct {
 // Content-MD5 (base64 or hex), which is then signed into the URL so S3
 // refuses other bytes.
 func (s *Service) PresignParts(ctx context.Context, userID, sessionID, fileID string, partNumbers []int, md5s map[int]string) ([]PresignedPart, error) {
-	var sess *Session
-	var file *File
-	err := s.Store.InTx(ctx, func(tx Tx) error {
-		var err error
-		if sess, err = s.sessionForWrite(ctx, tx, userID, sessionID, false); err != nil {
-			return err
-		}
-		if file, err = getFile(ctx, tx, sessionID, fileID, false); err != nil {
-			return err
-		}
-		return acceptsParts(file)
-	})
+	sess, file, err := s.fileForParts(ctx, userID, sessionID, fileID)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +140,22 @@ func (s *Service) storedParts(ctx context.Context, f *File) (map[int]StoredPart,
 		have[p.PartNumber] = p
 	}
 	return have, nil
+}
+
+// fileForParts reads the user's session and a file of it that takes parts:
+// the session takes writes (404, 410, 400 SESSION_NOT_ACTIVE) and the file
+// is neither completed nor failed (404, 409 FILE_ALREADY_COMPLETED).
+func (s *Service) fileForParts(ctx context.Context, userID, sessionID, fileID string) (sess *Session, file *File, err error) {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
+		if sess, err = s.sessionForWrite(ctx, tx, userID, sessionID, false); err != nil {
+			return err
+		}
+		if file, err = getFile(ctx, tx, sessionID, fileID, false); err != nil {
+			return err
+		}
+		return acceptsParts(file)
+	})
+	return sess, file, err
 }
 
 // acceptsParts refuses parts for a file that is completed or failed.

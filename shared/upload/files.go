@@ -136,36 +136,22 @@ type PartResult struct {
 // request's Content-Length; contentMD5 the optional Content-MD5 header.
 // Re-uploading a part replaces it.
 func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID string, partNumber int, body io.Reader, size int64, contentMD5 string) (*PartResult, error) {
-	var file *File
-	var total int
 	// Check everything before a byte goes to S3; no lock is held while the
 	// part streams.
-	err := s.Store.InTx(ctx, func(tx Tx) error {
-		sess, err := s.sessionForWrite(ctx, tx, userID, sessionID, false)
-		if err != nil {
-			return err
-		}
-		if file, err = getFile(ctx, tx, sessionID, fileID, false); err != nil {
-			return err
-		}
-		if err := acceptsParts(file); err != nil {
-			return err
-		}
-		total = TotalParts(file.Size, sess.PartSizeBytes)
-		if err := checkPartNumber(partNumber, total); err != nil {
-			return err
-		}
-		if size == 0 {
-			return Errorf(CodeBadRequest, "request body is empty")
-		}
-		if want := expectedPartSize(file.Size, sess.PartSizeBytes, partNumber); size != want {
-			return (&Error{Code: CodeInvalidPartSize, Message: "part has the wrong size"}).
-				WithDetails(map[string]any{"partNumber": partNumber, "size": size, "expectedSize": want})
-		}
-		return nil
-	})
+	sess, file, err := s.fileForParts(ctx, userID, sessionID, fileID)
 	if err != nil {
 		return nil, err
+	}
+	total := TotalParts(file.Size, sess.PartSizeBytes)
+	if err := checkPartNumber(partNumber, total); err != nil {
+		return nil, err
+	}
+	if size == 0 {
+		return nil, Errorf(CodeBadRequest, "request body is empty")
+	}
+	if want := expectedPartSize(file.Size, sess.PartSizeBytes, partNumber); size != want {
+		return nil, (&Error{Code: CodeInvalidPartSize, Message: "part has the wrong size"}).
+			WithDetails(map[string]any{"partNumber": partNumber, "size": size, "expectedSize": want})
 	}
 	if contentMD5 != "" {
 		if raw, err := base64.StdEncoding.DecodeString(contentMD5); err != nil || len(raw) != md5.Size {
