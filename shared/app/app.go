@@ -103,3 +103,10 @@ func runLambda(ctx context.Context, function string) error {
 	lambda.Start(handler)
 	return nil
 }
+
+// WebSocketMain is a WebSocket function's main (WsConnect, WsDisconnect,
+// WsDefault). Not built yet.
+func WebSocketMain(function string) {
+	slog.Error("not implemented", "function", function)
+	os.Exit(1)
+}

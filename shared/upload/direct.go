@@ -244,10 +244,11 @@ func notCompleted(f *File) bool { return f.Status != FileCompleted }
 
 // record writes what inspect found into tx: a whole file is completed (and
 // its unused multipart upload aborted); parts the database does not know,
-// or knows with another ETag, are recorded. Parts of the wrong size for
-// their number are left out: they cannot be completed and must be sent
-// again. It returns the file's parts as S3 holds them.
-func (s *Service) record(ctx context.Context, tx Tx, f *File, partSize int64, found inStorage, recorded []Part) ([]Part, error) {
+// or knows with another ETag, are recorded, and added to news for Progress
+// once tx commits. Parts of the wrong size for their number are left out:
+// they cannot be completed and must be sent again. It returns the file's
+// parts as S3 holds them.
+func (s *Service) record(ctx context.Context, tx Tx, f *File, partSize int64, found inStorage, recorded []Part, news *[]PartCompleted) ([]Part, error) {
 	if found.whole {
 		if err := s.markCompleted(ctx, tx, f); err != nil {
 			return nil, err
@@ -264,10 +265,21 @@ func (s *Service) record(ctx context.Context, tx Tx, f *File, partSize int64, fo
 		known[p.PartNumber] = p
 	}
 	total := TotalParts(f.Size, partSize)
+	valid := func(sp StoredPart) bool {
+		return sp.PartNumber <= total && sp.Size == expectedPartSize(f.Size, partSize, sp.PartNumber)
+	}
+	// Progress counts distinct parts: those already recorded, then each
+	// new part number as it is recorded.
+	completed := 0
+	for _, sp := range found.parts {
+		if _, ok := known[sp.PartNumber]; ok && valid(sp) {
+			completed++
+		}
+	}
 	now := s.now()
 	parts := make([]Part, 0, len(found.parts))
 	for _, sp := range found.parts {
-		if sp.PartNumber > total || sp.Size != expectedPartSize(f.Size, partSize, sp.PartNumber) {
+		if !valid(sp) {
 			continue
 		}
 		p, ok := known[sp.PartNumber]
@@ -278,6 +290,11 @@ func (s *Service) record(ctx context.Context, tx Tx, f *File, partSize int64, fo
 			if err := tx.UpsertPart(ctx, &p); err != nil {
 				return nil, err
 			}
+			if !ok {
+				completed++
+			}
+			*news = append(*news, PartCompleted{SessionID: f.SessionID, FileID: f.ID, PartNumber: p.PartNumber,
+				ETag: p.ETag, TotalParts: total, CompletedParts: completed})
 		}
 		parts = append(parts, p)
 	}

@@ -211,6 +211,8 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 	if err != nil {
 		return nil, err
 	}
+	s.announce(ctx, []PartCompleted{{SessionID: sessionID, FileID: fileID, PartNumber: partNumber,
+		ETag: res.Part.ETag, TotalParts: total, CompletedParts: res.CompletedParts}})
 	return &res, nil
 }
 
@@ -220,7 +222,9 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 // exactly the parts S3 holds. Completing a completed file returns it again.
 func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID string, parts []CompletedPart) (*File, error) {
 	var file *File
+	var news []PartCompleted
 	err := s.Store.InTx(ctx, func(tx Tx) error {
+		news = nil
 		sess, err := getSession(ctx, tx, userID, sessionID, true)
 		if err != nil {
 			return err
@@ -244,7 +248,7 @@ func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID st
 		if err != nil {
 			return storageError("inspect file", err)
 		}
-		if recorded, err = s.record(ctx, tx, f, sess.PartSizeBytes, found, recorded); err != nil {
+		if recorded, err = s.record(ctx, tx, f, sess.PartSizeBytes, found, recorded, &news); err != nil {
 			return err
 		}
 		if found.whole {
@@ -266,6 +270,9 @@ func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID st
 		file = f
 		return nil
 	})
+	if err == nil {
+		s.announce(ctx, news)
+	}
 	return file, err
 }
 

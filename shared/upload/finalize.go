@@ -81,7 +81,9 @@ type FileFailure struct {
 func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeRequest) (moc *Moc, resumed bool, err error) {
 	req.Title = strings.TrimSpace(req.Title)
 	var refused error
+	var news []PartCompleted
 	err = s.Store.InTx(ctx, func(tx Tx) error {
+		news = nil
 		sess, err := getSession(ctx, tx, userID, req.SessionID, true)
 		if err != nil {
 			return err
@@ -105,7 +107,7 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		} else if taken {
 			return s.titleConflict(ctx, tx, userID, req.Title)
 		}
-		failures, err := s.completeAll(ctx, tx, sess, files)
+		failures, err := s.completeAll(ctx, tx, sess, files, &news)
 		if err != nil {
 			return err
 		}
@@ -128,6 +130,9 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		sess.Status, sess.FinalizedAt, sess.MocID, sess.UpdatedAt = SessionCompleted, &now, &moc.ID, now
 		return tx.UpdateSession(ctx, sess)
 	})
+	if err == nil {
+		s.announce(ctx, news)
+	}
 	if err == nil && refused != nil {
 		return nil, false, refused
 	}
@@ -138,6 +143,9 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if !resumed && s.Progress != nil {
+		s.Progress.SessionFinalized(ctx, SessionFinalized{SessionID: moc.UploadSessionID, MocID: moc.ID})
 	}
 	return moc, resumed, nil
 }
@@ -226,7 +234,7 @@ func (s *Service) availableSlug(ctx context.Context, tx Tx, userID, title string
 // completeAll completes, in parallel, every file whose parts are all
 // uploaded, takes files PUT whole as they are, and reports the ones that
 // are not complete. S3 says what arrived.
-func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files []File) ([]FileFailure, error) {
+func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files []File, news *[]PartCompleted) ([]FileFailure, error) {
 	found, err := s.inspectAll(ctx, files, notCompleted)
 	if err != nil {
 		return nil, storageError("inspect files", err)
@@ -243,7 +251,7 @@ func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files [
 		if err != nil {
 			return nil, err
 		}
-		ps, err := s.record(ctx, tx, f, sess.PartSizeBytes, found[i], recorded)
+		ps, err := s.record(ctx, tx, f, sess.PartSizeBytes, found[i], recorded, news)
 		if err != nil {
 			return nil, err
 		}

@@ -86,6 +86,36 @@ type Blob interface {
 	PresignUploadPart(ctx context.Context, key, uploadID string, partNumber int, size int64, contentMD5 string, ttl time.Duration) (PresignedRequest, error)
 }
 
+// Progress tells the clients watching a session what the server recorded
+// (the WebSocket API). It is told after the change committed, and is best
+// effort: it must return promptly and never fail the upload, so it has no
+// error to return; an adapter bounds its own time and logs what it could
+// not deliver.
+type Progress interface {
+	PartsCompleted(ctx context.Context, parts []PartCompleted)
+	SessionFinalized(ctx context.Context, ev SessionFinalized)
+}
+
+// PartCompleted is a part the server recorded: proxied, in a batch, or
+// learnt from S3 after it was PUT to a presigned URL.
+type PartCompleted struct {
+	SessionID  string
+	FileID     string
+	PartNumber int
+	ETag       string
+	TotalParts int
+	// CompletedParts counts the distinct parts of the file the server has
+	// recorded, this one included: re-uploading a part does not count it
+	// twice, and parts arriving out of order count once each.
+	CompletedParts int
+}
+
+// SessionFinalized is a session that became a MOC.
+type SessionFinalized struct {
+	SessionID string
+	MocID     string
+}
+
 // StoredPart is a part the blob store holds for a multipart upload.
 type StoredPart struct {
 	PartNumber int

@@ -22,6 +22,8 @@ type Service struct {
 	UploadURLTTL time.Duration
 	// FinalizeConcurrency bounds the files finalize completes and checks at once.
 	FinalizeConcurrency int
+	// Progress is told what was recorded (nil: nobody is told).
+	Progress Progress
 
 	Now   func() time.Time
 	NewID func() string
@@ -68,6 +70,13 @@ func getFile(ctx context.Context, tx Tx, sessionID, fileID string, lock bool) (*
 		return nil, Errorf(CodeNotFound, "file not found")
 	}
 	return f, err
+}
+
+// announce tells Progress about parts recorded by a committed transaction.
+func (s *Service) announce(ctx context.Context, parts []PartCompleted) {
+	if s.Progress != nil && len(parts) > 0 {
+		s.Progress.PartsCompleted(ctx, parts)
+	}
 }
 
 // objectKey is where a file's bytes live:

@@ -112,7 +112,9 @@ func (s *Service) learn(ctx context.Context, v *SessionView) error {
 		slog.WarnContext(ctx, "session shown as recorded: storage could not be read", "sessionId", v.Session.ID, "err", err)
 		return nil
 	}
-	return s.Store.InTx(ctx, func(tx Tx) error {
+	var news []PartCompleted
+	err = s.Store.InTx(ctx, func(tx Tx) error {
+		news = nil
 		for i := range v.Files {
 			fv := &v.Files[i]
 			if !receiving(&fv.File) {
@@ -129,7 +131,7 @@ func (s *Service) learn(ctx context.Context, v *SessionView) error {
 			if err != nil {
 				return err
 			}
-			parts, err := s.record(ctx, tx, f, v.Session.PartSizeBytes, found[i], recorded)
+			parts, err := s.record(ctx, tx, f, v.Session.PartSizeBytes, found[i], recorded, &news)
 			if err != nil {
 				return err
 			}
@@ -140,6 +142,10 @@ func (s *Service) learn(ctx context.Context, v *SessionView) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.announce(ctx, news)
+	}
+	return err
 }
 
 // readSession reads the session, its files and their recorded parts.
