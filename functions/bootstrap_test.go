@@ -7,7 +7,9 @@ package functions_test
 // and S3 holding the sample rows (devstack's Seed). Nothing is mocked: this
 // covers the cold start (configuration from the environment, connections),
 // the aws-lambda-go runtime loop and the API Gateway payload 2.0 adapter
-// that the in-process tests bypass.
+// that the in-process tests bypass. The WebSocket authorizer verifies
+// tokens against a local identity provider (authtest: a JWKS server and
+// its signing key), which the test starts and points JWT_ISSUER at.
 
 import (
 	"bytes"
@@ -23,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,8 +38,10 @@ import (
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/local/stacktest"
+	"github.com/mocbuilders/moc-upload/shared/auth/authtest"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
 	"github.com/mocbuilders/moc-upload/shared/upload"
+	"github.com/mocbuilders/moc-upload/shared/wsapi"
 )
 
 func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
@@ -51,21 +56,43 @@ const invokeTimeout = 30 * time.Second
 
 // replay is one sample event and what the function must answer. The order
 // matters: the upload path builds on the seed rows and on the steps before
-// it. The seed image's one part is presigned while it is not uploaded yet
-// (PresignPart, PresignParts), uploaded by the batch route, uploaded again by
-// UploadPart (re-uploading a part replaces it), then the file is completed
-// and the session finalized.
+// it. The WebSocket client connects to the seed session first (its token
+// verified by the authorizer) and pings; the seed image's one part is then
+// presigned while it is not uploaded yet (PresignPart, PresignParts),
+// uploaded by the batch route, uploaded again by UploadPart (re-uploading a
+// part replaces it), then the file is completed and the session finalized
+// (announced to the connection, or logged as not sent: no
+// WEBSOCKET_ENDPOINT here); the client disconnects last.
 type replay struct {
 	function string
 	status   int
-	check    func(t *testing.T, body []byte)
+	check    func(t *testing.T, body []byte) // nil: the status says it all
 	// reseed resets the sample rows first (devstack's Seed), for an event
 	// the steps before would refuse: RegisterFile adds a file to the sample
 	// session, which Finalize has completed by then.
 	reseed bool
+	// webSocket marks a WebSocket route's function: API Gateway reads only
+	// its status and body (no Content-Type needed).
+	webSocket bool
+	// authorizer marks the WebSocket authorizer: it gets only its own
+	// environment (the local issuer) and answers a policy or an error, not
+	// a proxy response (replayAuthorizer).
+	authorizer bool
 }
 
+// sampleAudience is the audience of the sample events' tokens
+// (samconfig.toml's placeholder app client id).
+const sampleAudience = "replace-with-app-client-id"
+
 var replays = []replay{
+	{function: "WsAuthorizer", authorizer: true},
+	{function: "WsConnect", status: http.StatusOK, webSocket: true},
+	{function: "WsDefault", status: http.StatusOK, webSocket: true, check: func(t *testing.T, body []byte) {
+		var msg map[string]any
+		if err := json.Unmarshal(body, &msg); err != nil || msg["type"] != "pong" {
+			t.Errorf("body %s, want {\"type\":\"pong\"} (%v)", body, err)
+		}
+	}},
 	{function: "GetSession", status: http.StatusOK, check: func(t *testing.T, body []byte) {
 		if got := successData(t, body)["sessionId"]; got != devstack.SeedSessionID {
 			t.Errorf("data.sessionId = %v, want the seed session %s", got, devstack.SeedSessionID)
@@ -133,6 +160,7 @@ var replays = []replay{
 		}
 	}, reseed: true},
 	{function: "AbortSession", status: http.StatusNotFound, check: func(t *testing.T, body []byte) { errorCode(t, body, upload.CodeNotFound) }},
+	{function: "WsDisconnect", status: http.StatusOK, webSocket: true},
 }
 
 func TestBootstrapsUnderRIE(t *testing.T) {
@@ -140,16 +168,23 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(replays) != len(httpapi.Routes) {
-		t.Errorf("%d replays for %d routes: every function's sample event must be replayed", len(replays), len(httpapi.Routes))
-	}
+	functions := []string{"WsAuthorizer"}
 	for _, rt := range httpapi.Routes {
+		functions = append(functions, rt.Function)
+	}
+	for _, rt := range wsapi.Routes {
+		functions = append(functions, rt.Function)
+	}
+	if len(replays) != len(functions) {
+		t.Errorf("%d replays for %d functions: every function's sample event must be replayed", len(replays), len(functions))
+	}
+	for _, f := range functions {
 		found := false
 		for _, r := range replays {
-			found = found || r.function == rt.Function
+			found = found || r.function == f
 		}
 		if !found {
-			t.Errorf("function %s has no replay in TestBootstrapsUnderRIE", rt.Function)
+			t.Errorf("function %s has no replay in TestBootstrapsUnderRIE", f)
 		}
 	}
 
@@ -182,6 +217,11 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 
 	st, env := startSeededStack(t, ctx)
 	t.Logf("PostgreSQL and S3 seeded in %v", time.Since(begin).Round(time.Millisecond))
+	// The identity provider the authorizer trusts, as in AWS only its
+	// settings: JWT_ISSUER (whose /.well-known/jwks.json the JWKS is) and
+	// JWT_AUDIENCE.
+	iss := authtest.NewIssuer(t)
+	authEnv := []string{"PATH=" + os.Getenv("PATH"), "JWT_ISSUER=" + iss.URL, "JWT_AUDIENCE=" + sampleAudience}
 
 	wg.Wait()
 	if rie.err != nil {
@@ -205,12 +245,20 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 					t.Fatalf("seed again: %v", err)
 				}
 			}
+			if r.authorizer {
+				fn := startRIE(t, ctx, rie.path, bootstraps[r.function].path, r.function, authEnv)
+				replayAuthorizer(t, ctx, fn, event, iss)
+				if t.Failed() {
+					t.Logf("%s", fn.output())
+				}
+				return
+			}
 			fn := startRIE(t, ctx, rie.path, bootstraps[r.function].path, r.function, env)
 			resp := fn.invoke(t, ctx, event)
 			if resp.StatusCode != r.status {
 				t.Fatalf("status %d, want %d; body: %s\n%s", resp.StatusCode, r.status, resp.Body, fn.output())
 			}
-			if ct := header(resp.Headers, "Content-Type"); resp.Body != "" && !strings.HasPrefix(ct, "application/json") {
+			if ct := header(resp.Headers, "Content-Type"); !r.webSocket && resp.Body != "" && !strings.HasPrefix(ct, "application/json") {
 				t.Errorf("Content-Type = %q, want application/json", ct)
 			}
 			body := []byte(resp.Body)
@@ -219,7 +267,9 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 					t.Fatalf("isBase64Encoded, but the body is not base64: %v", err)
 				}
 			}
-			r.check(t, body)
+			if r.check != nil {
+				r.check(t, body)
+			}
 			if t.Failed() {
 				t.Logf("%s", fn.output())
 			}
@@ -356,8 +406,23 @@ func freeAddr(t *testing.T) string {
 }
 
 // invoke sends the event as the Lambda Invoke API would and decodes the
-// function's answer, which must be an API Gateway payload 2.0 response.
+// function's answer, which must be an API Gateway proxy response (payload
+// 2.0; a WebSocket function's has the same fields).
 func (fn *rieFunction) invoke(t *testing.T, ctx context.Context, event []byte) events.APIGatewayV2HTTPResponse {
+	t.Helper()
+	raw := fn.invokeRaw(t, ctx, event)
+	var out events.APIGatewayV2HTTPResponse
+	if err := json.Unmarshal(raw, &out); err != nil || out.StatusCode == 0 {
+		// A handler's error comes back as {"errorType": …, "errorMessage": …}.
+		t.Fatalf("the function did not answer with an API Gateway response (%v): %s\n%s", err, raw, fn.output())
+	}
+	return out
+}
+
+// invokeRaw sends the event as the Lambda Invoke API would and returns the
+// function's answer as it is: its result, or its error as
+// {"errorType": …, "errorMessage": …}.
+func (fn *rieFunction) invokeRaw(t *testing.T, ctx context.Context, event []byte) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, invokeTimeout+10*time.Second)
 	defer cancel()
@@ -382,10 +447,79 @@ func (fn *rieFunction) invoke(t *testing.T, ctx context.Context, event []byte) e
 		// body; the reason is in the function's output.
 		t.Fatalf("the emulator answered %s: %s\n%s", resp.Status, raw, fn.output())
 	}
-	var out events.APIGatewayV2HTTPResponse
-	if err := json.Unmarshal(raw, &out); err != nil || out.StatusCode == 0 {
-		// A handler's error comes back as {"errorType": …, "errorMessage": …}.
-		t.Fatalf("the function did not answer with an API Gateway response (%v): %s\n%s", err, raw, fn.output())
+	return raw
+}
+
+// replayAuthorizer sends the WebSocket authorizer its sample event three
+// times, on one warm function: with a token the local issuer signed for the
+// seed user (an Allow policy for the sample's method ARN, principalId and
+// context userId the user; the JWKS fetched once, at cold start), without
+// a token, and with the sample's own token, which no key of the issuer
+// signed (both the error "Unauthorized", API Gateway's 401).
+func replayAuthorizer(t *testing.T, ctx context.Context, fn *rieFunction, sample []byte, iss *authtest.Issuer) {
+	t.Helper()
+	var methodArn struct {
+		MethodArn string `json:"methodArn"`
+	}
+	if err := json.Unmarshal(sample, &methodArn); err != nil || methodArn.MethodArn == "" {
+		t.Fatalf("the sample has no methodArn (%v)", err)
+	}
+
+	raw := fn.invokeRaw(t, ctx, withToken(t, sample, iss.Token(t, devstack.SeedUserID, sampleAudience, nil)))
+	var allow events.APIGatewayCustomAuthorizerResponse
+	if err := json.Unmarshal(raw, &allow); err != nil {
+		t.Fatalf("not an authorizer response (%v): %s", err, raw)
+	}
+	st := allow.PolicyDocument.Statement
+	if allow.PrincipalID != devstack.SeedUserID || allow.Context["userId"] != devstack.SeedUserID ||
+		len(st) != 1 || st[0].Effect != "Allow" || !slices.Equal(st[0].Action, []string{"execute-api:Invoke"}) ||
+		!slices.Equal(st[0].Resource, []string{methodArn.MethodArn}) {
+		t.Errorf("with a good token: %s; want Allow execute-api:Invoke on %s for %s, context userId", raw, methodArn.MethodArn, devstack.SeedUserID)
+	}
+	if n := iss.JWKSRequests(); n != 1 {
+		t.Errorf("the JWKS was fetched %d times, want once (at cold start)", n)
+	}
+
+	for name, event := range map[string][]byte{
+		"without a token":         withToken(t, sample, ""),
+		"with the sample's token": sample,
+	} {
+		raw := fn.invokeRaw(t, ctx, event)
+		var fail struct {
+			ErrorMessage string `json:"errorMessage"`
+		}
+		if err := json.Unmarshal(raw, &fail); err != nil || fail.ErrorMessage != "Unauthorized" {
+			t.Errorf("%s: %s; want the error \"Unauthorized\" (API Gateway's 401)", name, raw)
+		}
+	}
+}
+
+// withToken returns the authorizer event with its token query parameter
+// replaced, or removed when token is empty.
+func withToken(t *testing.T, event []byte, token string) []byte {
+	t.Helper()
+	var ev map[string]any
+	if err := json.Unmarshal(event, &ev); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"queryStringParameters", "multiValueQueryStringParameters"} {
+		q, _ := ev[field].(map[string]any)
+		if q == nil {
+			q = map[string]any{}
+			ev[field] = q
+		}
+		switch {
+		case token == "":
+			delete(q, "token")
+		case field == "queryStringParameters":
+			q["token"] = token
+		default:
+			q["token"] = []string{token}
+		}
+	}
+	out, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -1,10 +1,11 @@
 package functions_test
 
-// The routing table (httpapi.Routes) is the single source of truth: this test
-// checks that template.yaml deploys exactly its routes, each as its own
-// function built from functions/<Function> with its configuration and only
-// the S3 access it needs, and that every route has a sample event in events/
-// that API Gateway could have sent.
+// The routing tables (httpapi.Routes, wsapi.Routes) are the single source of
+// truth: this test checks that template.yaml deploys exactly their routes,
+// each as its own function built from functions/<Function> with its
+// configuration and only the access it needs, that the WebSocket API's
+// $connect is behind the JWT authorizer (WsAuthorizer), and that every
+// route has a sample event in events/ that API Gateway could have sent.
 
 import (
 	"bytes"
@@ -35,6 +36,7 @@ import (
 	"github.com/mocbuilders/moc-upload/local/gateway"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
+	"github.com/mocbuilders/moc-upload/shared/wsapi"
 )
 
 const (
@@ -98,11 +100,59 @@ var s3Access = map[string]struct{ objects, bucket []string }{
 		bucket:  []string{"s3:ListBucket"},
 	},
 	"GetMoc": {objects: []string{"s3:GetObject"}},
+	// The WebSocket functions keep rows only; the authorizer fetches a
+	// public JWKS.
+	"WsConnect":    {},
+	"WsDisconnect": {},
+	"WsDefault":    {},
+	"WsAuthorizer": {},
+}
+
+// The WebSocket API: its logical id, its authorizer's function, and how the
+// functions that announce progress reach it (as loadTemplate shows the
+// !Subs).
+const (
+	webSocketAPIID        = "WebSocketApi"
+	wsAuthorizer          = "WsAuthorizer"
+	tokenIdentitySource   = "route.request.querystring.token"
+	webSocketEndpoint     = "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
+	manageConnectionsARN  = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${Stage}/POST/@connections/*"
+	webSocketURLOutput    = "wss://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
+	lambdaInvokeURIFormat = "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${%s.Arn}/invocations"
+)
+
+// progressFunctions are the functions that record parts or finalize, and so
+// post progress events to the session's WebSocket connections: they, and
+// only they, get WEBSOCKET_ENDPOINT and execute-api:ManageConnections (POST
+// only: a connection that is gone is deleted from the database, not from
+// API Gateway).
+var progressFunctions = map[string]bool{
+	"GetSession":       true,
+	"UploadPart":       true,
+	"UploadPartsBatch": true,
+	"CompleteFile":     true,
+	"Finalize":         true,
+}
+
+// authorizerEnv is the WebSocket authorizer's whole environment, as
+// loadTemplate shows it: the issuer and audiences of the HTTP API's JWT
+// authorizer (JWT_AUDIENCE is !Join [",", !Ref JwtAudience]) and the
+// optional JWKS URL. No database URL, no bucket: it needs neither.
+var authorizerEnv = map[string]string{
+	"JWT_ISSUER":   "JwtIssuer",
+	"JWT_AUDIENCE": "JwtAudience",
+	"JWKS_URL":     "JwksUrl",
 }
 
 // nonRouteFunctions are the template's functions that serve no HTTP route
-// (async jobs, WebSocket handlers). None yet; add them here by logical id.
-var nonRouteFunctions = map[string]bool{}
+// (async jobs, WebSocket handlers), by logical id.
+func nonRouteFunctions() map[string]bool {
+	ids := map[string]bool{wsAuthorizer + "Function": true}
+	for _, rt := range wsapi.Routes {
+		ids[rt.Function+"Function"] = true
+	}
+	return ids
+}
 
 func logicalID(rt httpapi.Route) string { return rt.Function + "Function" }
 
@@ -190,12 +240,7 @@ func TestTemplateServesEveryRoute(t *testing.T) {
 				t.Fatalf("route %q: no AWS::Serverless::Function %s in the template", rt.RouteKey(), id)
 			}
 
-			if got := fn.AWSCloudFormationMetadata["BuildMethod"]; got != "makefile" {
-				t.Errorf("%s: Metadata.BuildMethod = %v, want makefile (the Makefile's build-%s target)", id, got, id)
-			}
-			if fn.CodeUri == nil || str(fn.CodeUri.String) != "." {
-				t.Errorf("%s: CodeUri must be \".\" (the repository root, where the Makefile is)", id)
-			}
+			checkBuild(t, id, fn)
 
 			evs := httpAPIEvents(fn)
 			if len(evs) != 1 {
@@ -217,47 +262,68 @@ func TestTemplateServesEveryRoute(t *testing.T) {
 				}
 			}
 
-			var vars map[string]string
-			if fn.Environment != nil {
-				vars = fn.Environment.Variables
-			}
 			want := maps.Clone(requiredEnv)
 			maps.Copy(want, functionEnv[rt.Function])
-			for _, name := range slices.Sorted(maps.Keys(want)) {
-				ref := want[name]
-				if _, isParam := tmpl.Parameters[ref]; !isParam && ref != "UploadBucket" {
-					t.Errorf("%s: %s should follow the parameter %s, which the template does not declare", id, name, ref)
-				}
-				switch v, ok := vars[name]; {
-				case !ok || v == "":
-					t.Errorf("%s: Environment.Variables lacks %s (Globals are not checked: set it on the function)", id, name)
-				case v != ref:
-					t.Errorf("%s: %s = %q, want !Ref %s", id, name, v, ref)
-				}
-			}
+			checkEnv(t, tmpl, id, fn, want)
+			checkWebSocketEndpoint(t, id, fn, progressFunctions[rt.Function])
 
 			checkS3Access(t, id, fn, rt.Function)
+			checkManageConnections(t, id, fn, progressFunctions[rt.Function])
 		})
 	}
 }
 
-// checkS3Access checks that fn's policies grant exactly s3Access[function]:
-// inline statements that allow actions on the stage's object keys or on
-// the bucket, nothing else.
-func checkS3Access(t *testing.T, id string, fn *serverless.Function, function string) {
+// checkEnv checks that fn's environment has each variable of want, and
+// that each is !Ref of the parameter (or, for S3_BUCKET, the resource)
+// want gives.
+func checkEnv(t *testing.T, tmpl *cloudformation.Template, id string, fn *serverless.Function, want map[string]string) {
 	t.Helper()
-	want, ok := s3Access[function]
-	if !ok {
-		t.Errorf("%s: s3Access does not say what %s may do in S3: add it", id, function)
-		return
+	vars := envOf(fn)
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		ref := want[name]
+		if _, isParam := tmpl.Parameters[ref]; !isParam && ref != "UploadBucket" {
+			t.Errorf("%s: %s should follow the parameter %s, which the template does not declare", id, name, ref)
+		}
+		switch v, ok := vars[name]; {
+		case !ok || v == "":
+			t.Errorf("%s: Environment.Variables lacks %s (Globals are not checked: set it on the function)", id, name)
+		case v != ref:
+			t.Errorf("%s: %s = %q, want !Ref %s", id, name, v, ref)
+		}
 	}
+}
+
+func envOf(fn *serverless.Function) map[string]string {
+	if fn.Environment == nil {
+		return nil
+	}
+	return fn.Environment.Variables
+}
+
+// checkWebSocketEndpoint checks that fn has WEBSOCKET_ENDPOINT, the
+// WebSocket API's stage URL for the management API, when it announces
+// progress, and does not otherwise.
+func checkWebSocketEndpoint(t *testing.T, id string, fn *serverless.Function, want bool) {
+	t.Helper()
+	got, ok := envOf(fn)["WEBSOCKET_ENDPOINT"]
+	switch {
+	case want && got != webSocketEndpoint:
+		t.Errorf("%s: WEBSOCKET_ENDPOINT = %q, want !Sub %q (it posts progress events)", id, got, webSocketEndpoint)
+	case !want && ok:
+		t.Errorf("%s: WEBSOCKET_ENDPOINT is set, but the function posts no progress events (progressFunctions)", id)
+	}
+}
+
+// policyStatements returns fn's inline policy statements.
+func policyStatements(t *testing.T, id string, fn *serverless.Function) []map[string]any {
+	t.Helper()
 	// goformation fills every form a list of policies parses as (a list of
 	// names, of documents, of SAM policy templates); an entry that is not an
 	// inline document has no Statement as a document.
 	var docs []serverless.Function_IAMPolicyDocument
 	if p := fn.Policies; p != nil {
 		if p.String != nil {
-			t.Errorf("%s: Policies names the managed policy %q; grant S3 actions as inline statements", id, *p.String)
+			t.Errorf("%s: Policies names the managed policy %q; grant actions as inline statements", id, *p.String)
 		}
 		if p.IAMPolicyDocument != nil {
 			docs = append(docs, *p.IAMPolicyDocument)
@@ -266,33 +332,89 @@ func checkS3Access(t *testing.T, id string, fn *serverless.Function, function st
 			docs = append(docs, *p.IAMPolicyDocumentArray...)
 		}
 	}
+	var out []map[string]any
 	for i, doc := range docs {
 		if len(doc.Statement) == 0 {
-			t.Errorf("%s: Policies entry %d is not an inline policy document (a managed policy or SAM policy template?); grant S3 actions as inline statements", id, i)
+			t.Errorf("%s: Policies entry %d is not an inline policy document (a managed policy or SAM policy template?); grant actions as inline statements", id, i)
 		}
-	}
-	got := map[string][]string{} // resource → actions
-	for _, doc := range docs {
-		for i, raw := range doc.Statement {
+		for j, raw := range doc.Statement {
 			st, ok := raw.(map[string]any)
 			if !ok {
-				t.Errorf("%s: policy statement %d is not a map: %v", id, i, raw)
+				t.Errorf("%s: policy statement %d is not a map: %v", id, j, raw)
 				continue
 			}
 			if st["Effect"] != "Allow" {
-				t.Errorf("%s: policy statement %d: Effect %v, want Allow", id, i, st["Effect"])
+				t.Errorf("%s: policy statement %d: Effect %v, want Allow", id, j, st["Effect"])
 			}
-			actions, resources := stringList(st["Action"]), stringList(st["Resource"])
-			if len(actions) == 0 || len(resources) == 0 {
-				t.Errorf("%s: policy statement %d needs Action and Resource (got %v and %v)", id, i, st["Action"], st["Resource"])
+			if len(stringList(st["Action"])) == 0 || len(stringList(st["Resource"])) == 0 {
+				t.Errorf("%s: policy statement %d needs Action and Resource (got %v and %v)", id, j, st["Action"], st["Resource"])
 			}
-			for _, r := range resources {
-				if r != objectsResource && r != bucketResource {
-					t.Errorf("%s: policy statement %d: Resource %q, want %q (object keys) or !GetAtt %s (the bucket)", id, i, r, objectsResource, bucketResource)
-					continue
-				}
-				got[r] = append(got[r], actions...)
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// isExecuteAPI reports whether a statement grants API Gateway actions
+// (checked by checkManageConnections) rather than S3 ones.
+func isExecuteAPI(st map[string]any) bool {
+	for _, a := range stringList(st["Action"]) {
+		if strings.HasPrefix(a, "execute-api:") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkManageConnections checks that fn may post to the WebSocket API's
+// connections (execute-api:ManageConnections on POST @connections of the
+// stage, nothing more) when it announces progress, and has no API Gateway
+// access otherwise.
+func checkManageConnections(t *testing.T, id string, fn *serverless.Function, want bool) {
+	t.Helper()
+	var found int
+	for _, st := range policyStatements(t, id, fn) {
+		if !isExecuteAPI(st) {
+			continue
+		}
+		found++
+		actions, resources := stringList(st["Action"]), stringList(st["Resource"])
+		if !want {
+			t.Errorf("%s: grants %v on %v, but the function posts no progress events (progressFunctions)", id, actions, resources)
+			continue
+		}
+		if !slices.Equal(actions, []string{"execute-api:ManageConnections"}) || !slices.Equal(resources, []string{manageConnectionsARN}) {
+			t.Errorf("%s: grants %v on %v, want exactly execute-api:ManageConnections on %s", id, actions, resources, manageConnectionsARN)
+		}
+	}
+	if want && found == 0 {
+		t.Errorf("%s: no execute-api:ManageConnections on %s: it could not post progress events", id, manageConnectionsARN)
+	}
+}
+
+// checkS3Access checks that fn's policies grant exactly s3Access[function]:
+// inline statements that allow actions on the stage's object keys or on
+// the bucket, nothing else (API Gateway statements aside, which
+// checkManageConnections checks).
+func checkS3Access(t *testing.T, id string, fn *serverless.Function, function string) {
+	t.Helper()
+	want, ok := s3Access[function]
+	if !ok {
+		t.Errorf("%s: s3Access does not say what %s may do in S3: add it", id, function)
+		return
+	}
+	got := map[string][]string{} // resource → actions
+	for i, st := range policyStatements(t, id, fn) {
+		if isExecuteAPI(st) {
+			continue
+		}
+		actions := stringList(st["Action"])
+		for _, r := range stringList(st["Resource"]) {
+			if r != objectsResource && r != bucketResource {
+				t.Errorf("%s: policy statement %d: Resource %q, want %q (object keys) or !GetAtt %s (the bucket)", id, i, r, objectsResource, bucketResource)
+				continue
 			}
+			got[r] = append(got[r], actions...)
 		}
 	}
 	for _, c := range []struct {
@@ -326,6 +448,273 @@ func stringList(v any) []string {
 	return nil
 }
 
+// checkBuild checks that fn is built by the Makefile's build-<id> target
+// from the repository root.
+func checkBuild(t *testing.T, id string, fn *serverless.Function) {
+	t.Helper()
+	if got := fn.AWSCloudFormationMetadata["BuildMethod"]; got != "makefile" {
+		t.Errorf("%s: Metadata.BuildMethod = %v, want makefile (the Makefile's build-%s target)", id, got, id)
+	}
+	if fn.CodeUri == nil || str(fn.CodeUri.String) != "." {
+		t.Errorf("%s: CodeUri must be \".\" (the repository root, where the Makefile is)", id)
+	}
+}
+
+// subRef reads the logical id out of a !Sub "${X}" (as loadTemplate leaves
+// a !Sub) or a !Ref X.
+func subRef(s string) string {
+	if inner, ok := strings.CutPrefix(s, "${"); ok {
+		return strings.TrimSuffix(inner, "}")
+	}
+	return s
+}
+
+// checkInvokePermission checks that an AWS::Lambda::Permission lets API
+// Gateway invoke the function fnID from the execute-api ARN ending in
+// sourceSuffix (after the account: "${WebSocketApi}/...").
+func checkInvokePermission(t *testing.T, tmpl *cloudformation.Template, fnID, sourceSuffix string) {
+	t.Helper()
+	wantARN := "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:" + sourceSuffix
+	var arns []string
+	for _, p := range tmpl.GetAllLambdaPermissionResources() {
+		if p.FunctionName != fnID && p.FunctionName != fnID+".Arn" {
+			continue
+		}
+		if p.Principal != "apigateway.amazonaws.com" || p.Action != "lambda:InvokeFunction" {
+			continue
+		}
+		if str(p.SourceArn) == wantARN {
+			return
+		}
+		arns = append(arns, str(p.SourceArn))
+	}
+	t.Errorf("%s: no AWS::Lambda::Permission lets apigateway.amazonaws.com invoke it from %s (found %q)", fnID, wantARN, arns)
+}
+
+// TestTemplateServesWebSocketRoutes checks that the WebSocket API deploys
+// exactly wsapi.Routes, each a Lambda proxy integration of its own function
+// that API Gateway may invoke for that route, with $connect behind the
+// REQUEST authorizer and $default answering its messages. goformation
+// parses the AWS::ApiGatewayV2 resources used here (Api, Route,
+// RouteResponse, Integration, Authorizer, Stage), so no part of the YAML is
+// read another way.
+func TestTemplateServesWebSocketRoutes(t *testing.T) {
+	tmpl := loadTemplate(t)
+	api, ok := tmpl.GetAllApiGatewayV2ApiResources()[webSocketAPIID]
+	if !ok {
+		t.Fatalf("template has no AWS::ApiGatewayV2::Api %q", webSocketAPIID)
+	}
+	if got := str(api.ProtocolType); got != "WEBSOCKET" {
+		t.Errorf("%s: ProtocolType = %q, want WEBSOCKET", webSocketAPIID, got)
+	}
+	if got := str(api.RouteSelectionExpression); got != "$request.body.action" {
+		t.Errorf("%s: RouteSelectionExpression = %q, want $request.body.action", webSocketAPIID, got)
+	}
+
+	allRoutes := tmpl.GetAllApiGatewayV2RouteResources()
+	routes := map[string]string{} // route key → logical id
+	for _, id := range slices.Sorted(maps.Keys(allRoutes)) {
+		r := allRoutes[id]
+		if r.ApiId != webSocketAPIID {
+			t.Errorf("route %s is on %q, not !Ref %s", id, r.ApiId, webSocketAPIID)
+			continue
+		}
+		if prev, dup := routes[r.RouteKey]; dup {
+			t.Errorf("routes %s and %s both have the key %q", prev, id, r.RouteKey)
+		}
+		routes[r.RouteKey] = id
+	}
+	var wantKeys []string
+	for _, rt := range wsapi.Routes {
+		wantKeys = append(wantKeys, rt.Key)
+	}
+	if got := slices.Sorted(maps.Keys(routes)); !slices.Equal(got, slices.Sorted(slices.Values(wantKeys))) {
+		t.Errorf("%s has the routes %v; wsapi.Routes has %v", webSocketAPIID, got, wantKeys)
+	}
+
+	for _, rt := range wsapi.Routes {
+		t.Run(rt.Function, func(t *testing.T) {
+			fnID := rt.Function + "Function"
+			fn, err := tmpl.GetServerlessFunctionWithName(fnID)
+			if err != nil {
+				t.Fatalf("route %q: no AWS::Serverless::Function %s in the template", rt.Key, fnID)
+			}
+			checkBuild(t, fnID, fn)
+			if len(fn.Events) > 0 {
+				t.Errorf("%s: has SAM Events; the WebSocket API's integration invokes it", fnID)
+			}
+			checkEnv(t, tmpl, fnID, fn, requiredEnv)
+			checkWebSocketEndpoint(t, fnID, fn, false)
+			checkS3Access(t, fnID, fn, rt.Function)
+			checkManageConnections(t, fnID, fn, false)
+
+			routeID, ok := routes[rt.Key]
+			if !ok {
+				return // reported above
+			}
+			route := allRoutes[routeID]
+			integID, ok := strings.CutPrefix(str(route.Target), "integrations/")
+			integ := tmpl.GetAllApiGatewayV2IntegrationResources()[subRef(integID)]
+			if !ok || integ == nil {
+				t.Fatalf("route %s: Target = %q, want !Sub \"integrations/${<an AWS::ApiGatewayV2::Integration>}\"", routeID, str(route.Target))
+			}
+			if integ.ApiId != webSocketAPIID || integ.IntegrationType != "AWS_PROXY" {
+				t.Errorf("integration %s: ApiId %q, IntegrationType %q; want !Ref %s, AWS_PROXY", subRef(integID), integ.ApiId, integ.IntegrationType, webSocketAPIID)
+			}
+			if got, want := str(integ.IntegrationUri), fmt.Sprintf(lambdaInvokeURIFormat, fnID); got != want {
+				t.Errorf("integration %s: IntegrationUri = %q, want %q", subRef(integID), got, want)
+			}
+			checkInvokePermission(t, tmpl, fnID, "${"+webSocketAPIID+"}/*/"+rt.Key)
+
+			if rt.Key == "$connect" {
+				checkConnectAuthorizer(t, tmpl, routeID, route.AuthorizationType, route.AuthorizerId)
+			} else if at := str(route.AuthorizationType); at != "" && at != "NONE" {
+				// Only $connect can be authorized; the connection is.
+				t.Errorf("route %s: AuthorizationType %q, want NONE", routeID, at)
+			}
+
+			if rt.Key == "$default" {
+				// Without a route response, the function's answer
+				// ({"type":"pong"}) would not reach the client.
+				if got := str(route.RouteResponseSelectionExpression); got != "$default" {
+					t.Errorf("route %s: RouteResponseSelectionExpression = %q, want $default", routeID, got)
+				}
+				found := false
+				for _, rr := range tmpl.GetAllApiGatewayV2RouteResponseResources() {
+					found = found || (rr.ApiId == webSocketAPIID && rr.RouteId == routeID && rr.RouteResponseKey == "$default")
+				}
+				if !found {
+					t.Errorf("route %s: no AWS::ApiGatewayV2::RouteResponse with RouteId !Ref %s and RouteResponseKey $default", routeID, routeID)
+				}
+			}
+		})
+	}
+}
+
+// checkConnectAuthorizer checks that $connect is authorized by a REQUEST
+// authorizer on the WsAuthorizer function reading the token query
+// parameter, which API Gateway may invoke as that authorizer.
+func checkConnectAuthorizer(t *testing.T, tmpl *cloudformation.Template, routeID string, authType, authID *string) {
+	t.Helper()
+	if got := str(authType); got != "CUSTOM" {
+		t.Errorf("route %s: AuthorizationType = %q, want CUSTOM", routeID, got)
+	}
+	a, ok := tmpl.GetAllApiGatewayV2AuthorizerResources()[str(authID)]
+	if !ok {
+		t.Fatalf("route %s: AuthorizerId = %q, want !Ref of an AWS::ApiGatewayV2::Authorizer", routeID, str(authID))
+	}
+	fnID := wsAuthorizer + "Function"
+	if a.ApiId != webSocketAPIID || a.AuthorizerType != "REQUEST" {
+		t.Errorf("authorizer %s: ApiId %q, AuthorizerType %q; want !Ref %s, REQUEST", str(authID), a.ApiId, a.AuthorizerType, webSocketAPIID)
+	}
+	if !slices.Equal(a.IdentitySource, []string{tokenIdentitySource}) {
+		t.Errorf("authorizer %s: IdentitySource = %v, want [%s]", str(authID), a.IdentitySource, tokenIdentitySource)
+	}
+	if got, want := str(a.AuthorizerUri), fmt.Sprintf(lambdaInvokeURIFormat, fnID); got != want {
+		t.Errorf("authorizer %s: AuthorizerUri = %q, want %q", str(authID), got, want)
+	}
+	if a.AuthorizerResultTtlInSeconds != nil {
+		t.Errorf("authorizer %s: AuthorizerResultTtlInSeconds is for HTTP APIs; WebSocket APIs do not cache", str(authID))
+	}
+	checkInvokePermission(t, tmpl, fnID, "${"+webSocketAPIID+"}/authorizers/${"+str(authID)+"}")
+}
+
+// The authorizer function verifies tokens and nothing else: the JWT
+// settings of the HTTP API's authorizer, no database, no S3, no API
+// Gateway access.
+func TestTemplateWebSocketAuthorizerFunction(t *testing.T) {
+	tmpl := loadTemplate(t)
+	id := wsAuthorizer + "Function"
+	fn, err := tmpl.GetServerlessFunctionWithName(id)
+	if err != nil {
+		t.Fatalf("no AWS::Serverless::Function %s", id)
+	}
+	checkBuild(t, id, fn)
+	if len(fn.Events) > 0 {
+		t.Errorf("%s: has SAM Events; API Gateway invokes it as the $connect authorizer", id)
+	}
+	checkEnv(t, tmpl, id, fn, authorizerEnv)
+	if got := slices.Sorted(maps.Keys(envOf(fn))); !slices.Equal(got, slices.Sorted(maps.Keys(authorizerEnv))) {
+		t.Errorf("%s: Environment.Variables = %v, want only %v", id, got, slices.Sorted(maps.Keys(authorizerEnv)))
+	}
+	checkS3Access(t, id, fn, wsAuthorizer)
+	checkManageConnections(t, id, fn, false)
+}
+
+// The stage the functions post to (WEBSOCKET_ENDPOINT's ${Stage}) is the
+// stage deployed with every route, and its URL is an output.
+func TestTemplateWebSocketStage(t *testing.T) {
+	tmpl := loadTemplate(t)
+	var stages []string
+	for id, st := range tmpl.GetAllApiGatewayV2StageResources() {
+		if st.ApiId == webSocketAPIID {
+			stages = append(stages, id)
+		}
+	}
+	if len(stages) != 1 {
+		t.Fatalf("%s has the stages %v, want one", webSocketAPIID, stages)
+	}
+	id := stages[0]
+	st := tmpl.GetAllApiGatewayV2StageResources()[id]
+	if st.StageName != "Stage" {
+		t.Errorf("%s: StageName = %q, want !Ref Stage (WEBSOCKET_ENDPOINT and the ManageConnections ARN name ${Stage})", id, st.StageName)
+	}
+	// Deployed with every route: auto-deployed once they exist, or an
+	// AWS::ApiGatewayV2::Deployment that depends on them.
+	dependsOn := st.AWSCloudFormationDependsOn
+	switch {
+	case st.AutoDeploy != nil && *st.AutoDeploy:
+		if st.DeploymentId != nil {
+			t.Errorf("%s: AutoDeploy with a DeploymentId", id)
+		}
+	case st.DeploymentId != nil:
+		d, ok := tmpl.GetAllApiGatewayV2DeploymentResources()[str(st.DeploymentId)]
+		if !ok {
+			t.Fatalf("%s: DeploymentId = %q, not an AWS::ApiGatewayV2::Deployment", id, str(st.DeploymentId))
+		}
+		dependsOn = d.AWSCloudFormationDependsOn
+	default:
+		t.Fatalf("%s: neither AutoDeploy nor a DeploymentId: nothing would be deployed", id)
+	}
+	for routeID, r := range tmpl.GetAllApiGatewayV2RouteResources() {
+		if r.ApiId == webSocketAPIID && !slices.Contains(dependsOn, routeID) {
+			t.Errorf("%s (or its deployment) does not depend on the route %s: the first deployment could miss it", id, routeID)
+		}
+	}
+
+	out, ok := tmpl.Outputs["WebSocketUrl"]
+	if !ok {
+		t.Fatal("no WebSocketUrl output")
+	}
+	if out.Value != webSocketURLOutput {
+		t.Errorf("output WebSocketUrl = %v, want !Sub %q", out.Value, webSocketURLOutput)
+	}
+}
+
+// Every function directory is a function of the template (sam build builds
+// only those), and every function of the template has its directory (the
+// Makefile's build-<Function>Function builds ./functions/<Function>).
+func TestEveryFunctionDirectoryIsInTheTemplate(t *testing.T) {
+	tmpl := loadTemplate(t)
+	mains, err := filepath.Glob(filepath.Join("*", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]bool{}
+	for _, m := range mains {
+		dir := filepath.Dir(m)
+		dirs[dir] = true
+		if _, err := tmpl.GetServerlessFunctionWithName(dir + "Function"); err != nil {
+			t.Errorf("functions/%s has no AWS::Serverless::Function %sFunction in the template", dir, dir)
+		}
+	}
+	for id := range tmpl.GetAllServerlessFunctionResources() {
+		if name, ok := strings.CutSuffix(id, "Function"); !ok || !dirs[name] {
+			t.Errorf("%s: no functions/%s/main.go to build it from", id, strings.TrimSuffix(id, "Function"))
+		}
+	}
+}
+
 func TestTemplateServesNothingElse(t *testing.T) {
 	tmpl := loadTemplate(t)
 	byID := map[string]httpapi.Route{}
@@ -340,7 +729,7 @@ func TestTemplateServesNothingElse(t *testing.T) {
 	for _, id := range ids {
 		fn := tmpl.GetAllServerlessFunctionResources()[id]
 		rt, isRoute := byID[id]
-		if !isRoute && !nonRouteFunctions[id] {
+		if !isRoute && !nonRouteFunctions()[id] {
 			t.Errorf("function %s is in the template but no route of httpapi.Routes names it", id)
 		}
 		for name, ev := range fn.Events {
@@ -380,12 +769,8 @@ func TestTemplateRuntime(t *testing.T) {
 	if g.Architectures != nil {
 		globalArch = strings.Join(*g.Architectures, ",")
 	}
-	for _, rt := range httpapi.Routes {
-		id := logicalID(rt)
-		fn, err := tmpl.GetServerlessFunctionWithName(id)
-		if err != nil {
-			continue // reported by TestTemplateServesEveryRoute
-		}
+	for _, id := range slices.Sorted(maps.Keys(tmpl.GetAllServerlessFunctionResources())) {
+		fn := tmpl.GetAllServerlessFunctionResources()[id]
 		got := map[string]string{
 			"Runtime":       orGlobal(str(fn.Runtime), str(g.Runtime)),
 			"Handler":       orGlobal(str(fn.Handler), str(g.Handler)),
@@ -477,6 +862,83 @@ func TestEveryRouteHasMainAndEvent(t *testing.T) {
 			}
 			checkEvent(t, rt, filepath.Join(eventsDir, rt.Function+".json"))
 		})
+	}
+}
+
+// wsEventTypes is the requestContext.eventType API Gateway sends per
+// route key.
+var wsEventTypes = map[string]string{"$connect": "CONNECT", "$disconnect": "DISCONNECT"}
+
+// Every WebSocket route has a sample event API Gateway could have sent
+// after the authorizer let the connection in.
+func TestEveryWebSocketRouteHasMainAndEvent(t *testing.T) {
+	for _, rt := range wsapi.Routes {
+		t.Run(rt.Function, func(t *testing.T) {
+			if _, err := os.Stat(filepath.Join(rt.Function, "main.go")); err != nil {
+				t.Errorf("route %q: functions/%s/main.go: %v", rt.Key, rt.Function, err)
+			}
+			path := filepath.Join(eventsDir, rt.Function+".json")
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("route %q: sample event: %v", rt.Key, err)
+			}
+			var ev events.APIGatewayWebsocketProxyRequest
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&ev); err != nil {
+				t.Fatalf("%s: not an API Gateway WebSocket event: %v", path, err)
+			}
+			rc := ev.RequestContext
+			if rc.RouteKey != rt.Key {
+				t.Errorf("%s: requestContext.routeKey = %q, want %q", path, rc.RouteKey, rt.Key)
+			}
+			wantType := wsEventTypes[rt.Key]
+			if wantType == "" {
+				wantType = "MESSAGE"
+			}
+			if rc.EventType != wantType {
+				t.Errorf("%s: requestContext.eventType = %q, want %q", path, rc.EventType, wantType)
+			}
+			if rc.ConnectionID == "" || rc.APIID == "" || rc.Stage == "" || rc.DomainName == "" {
+				t.Errorf("%s: requestContext lacks connectionId, apiId, stage or domainName", path)
+			}
+			// The authorizer's context, which API Gateway passes to every
+			// route of the connection: the functions trust only userId.
+			authz, _ := rc.Authorizer.(map[string]any)
+			if id, _ := authz["userId"].(string); id == "" || authz["principalId"] != id {
+				t.Errorf("%s: requestContext.authorizer = %v, want userId and principalId (the token's sub)", path, rc.Authorizer)
+			}
+			switch rt.Key {
+			case "$connect":
+				if ev.QueryStringParameters["sessionId"] == "" {
+					t.Errorf("%s: $connect without the sessionId query parameter", path)
+				}
+			case "$default":
+				var msg struct{ Action string }
+				if err := json.Unmarshal([]byte(ev.Body), &msg); err != nil || msg.Action == "" {
+					t.Errorf("%s: body %q is not a JSON message with an action (%v)", path, ev.Body, err)
+				}
+			}
+		})
+	}
+
+	// The authorizer's event: a REQUEST authorizer's input on $connect,
+	// with the token in the query string. (aws-lambda-go's type is the REST
+	// API's; a WebSocket event's requestContext has more fields.)
+	path := filepath.Join(eventsDir, wsAuthorizer+".json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("authorizer sample event: %v", err)
+	}
+	var ev events.APIGatewayCustomAuthorizerRequestTypeRequest
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatalf("%s: not a REQUEST authorizer event: %v", path, err)
+	}
+	if ev.Type != "REQUEST" || !strings.HasSuffix(ev.MethodArn, "/$connect") {
+		t.Errorf("%s: type %q, methodArn %q; want REQUEST and a $connect method ARN", path, ev.Type, ev.MethodArn)
+	}
+	if ev.QueryStringParameters["token"] == "" || ev.QueryStringParameters["sessionId"] == "" {
+		t.Errorf("%s: queryStringParameters = %v, want token and sessionId", path, ev.QueryStringParameters)
 	}
 }
 

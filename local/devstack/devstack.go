@@ -3,9 +3,9 @@
 // set), versitygw as the S3-compatible server (unless S3_ENDPOINT is set),
 // the migrations, the bucket (with template.yaml's CORS rule when the S3
 // server is the stack's own, so that browsers can PUT to presigned URLs),
-// and the local HTTP API gateway in front of the same Lambda handlers the
-// functions run. `make local`, `make seed`, `make replay` and the
-// end-to-end test all start it through Start.
+// and the local HTTP API and WebSocket API gateways in front of the same
+// Lambda handlers the functions run. `make local`, `make seed`, `make
+// replay` and the end-to-end test all start it through Start.
 package devstack
 
 import (
@@ -23,9 +23,11 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/gateway"
 	"github.com/mocbuilders/moc-upload/local/stack"
+	"github.com/mocbuilders/moc-upload/local/wsgateway"
 	"github.com/mocbuilders/moc-upload/shared/app"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
+	"github.com/mocbuilders/moc-upload/shared/wsapi"
 )
 
 // Options say where the stack keeps its data and which ports it uses.
@@ -42,6 +44,12 @@ type Options struct {
 	Log io.Writer
 	// Fast trades durability for speed (tests).
 	Fast bool
+	// WebSocketAddr is where the stack's WebSocket API listens (host:port,
+	// e.g. the address of the listener given to ServeWebSocket). When set
+	// and WEBSOCKET_ENDPOINT is not, the functions post to
+	// WEBSOCKET_ENDPOINT=http://<WebSocketAddr>, its management API. Empty:
+	// WEBSOCKET_ENDPOINT is as the environment has it (unset: no events).
+	WebSocketAddr string
 }
 
 // Stack is a running local stack.
@@ -94,6 +102,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	if o.Getenv("S3_BUCKET") == "" {
 		env["S3_BUCKET"] = "moc-uploads-local"
+	}
+	if o.WebSocketAddr != "" && o.Getenv("WEBSOCKET_ENDPOINT") == "" {
+		env["WEBSOCKET_ENDPOINT"] = "http://" + o.WebSocketAddr
 	}
 	if s.Config, err = app.ConfigFrom(getenv); err != nil {
 		return nil, err
@@ -186,6 +197,51 @@ func (s *Stack) Serve(ctx context.Context, ln net.Listener, opts gateway.Options
 		return err
 	}
 	return nil
+}
+
+// WebSocketGateway returns the local WebSocket API: every route of
+// wsapi.Routes invokes its function's Lambda handler, and the management
+// API the functions post to (WEBSOCKET_ENDPOINT) is served on the same
+// port. Close it to end its connections.
+func (s *Stack) WebSocketGateway(opts wsgateway.Options) (*wsgateway.Gateway, error) {
+	handlers := map[string]wsgateway.Handler{}
+	for _, rt := range wsapi.Routes {
+		h, err := s.App.WebSocketHandler(rt.Function)
+		if err != nil {
+			return nil, err
+		}
+		handlers[rt.Function] = h
+	}
+	return wsgateway.New(handlers, opts), nil
+}
+
+// ServeWebSocket runs the WebSocket API on ln until ctx ends; it then
+// closes every connection (their $disconnect runs) and returns.
+func (s *Stack) ServeWebSocket(ctx context.Context, ln net.Listener, opts wsgateway.Options) error {
+	gw, err := s.WebSocketGateway(opts)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelShutdown()
+		_ = srv.Shutdown(shutdown) // stops accepting; upgraded connections are the gateway's
+		gw.Close()
+	}()
+	err = srv.Serve(ln)
+	cancel()
+	<-stopped
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // Close stops what Start started, last first.

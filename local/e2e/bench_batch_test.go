@@ -35,51 +35,63 @@ func BenchmarkBatch3Parts(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var srvs []*httptest.Server
 	for _, rtt := range []time.Duration{0, 50 * time.Millisecond} {
-		srv := httptest.NewServer(benchRTT{gw, rtt})
-		b.Run(fmt.Sprintf("rtt=%s/via=singles", rtt), func(b *testing.B) {
-			user, sessionID, files := benchPDFs(b, 1, len(data))
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				for n, r := range ranges {
-					if _, err := benchCall(srv.URL, user, "PUT", partPath(sessionID, files[0].id, n+1), "application/octet-stream", data[r[0]:r[1]], 200); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			benchDrop(b, benchCompleted(b, user, srv.URL, sessionID, files), len(data))
-		})
-		b.Run(fmt.Sprintf("rtt=%s/via=batch", rtt), func(b *testing.B) {
-			user, sessionID, files := benchPDFs(b, 1, len(data))
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				d, err := benchCall(srv.URL, user, "POST", benchFilePath(sessionID, files[0].id)+"/parts/batch", contentType, body, 200)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if parts, _ := d["parts"].([]any); len(parts) != len(ranges) {
-					b.Fatalf("batch stored %v", d)
-				}
-			}
-			benchDrop(b, benchCompleted(b, user, srv.URL, sessionID, files), len(data))
-		})
-		b.Run(fmt.Sprintf("rtt=%s/via=singles-at-once", rtt), func(b *testing.B) {
-			user, sessionID, files := benchPDFs(b, 1, len(data))
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				err := benchParallel(len(ranges), func(i int) error {
-					r := ranges[i]
-					_, err := benchCall(srv.URL, user, "PUT", partPath(sessionID, files[0].id, i+1), "application/octet-stream", data[r[0]:r[1]], 200)
-					return err
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			benchDrop(b, benchCompleted(b, user, srv.URL, sessionID, files), len(data))
-		})
-		srv.Close()
+		srvs = append(srvs, httptest.NewServer(benchRTT{gw, rtt}))
 	}
+	defer func() {
+		for _, srv := range srvs {
+			srv.Close()
+		}
+	}()
+	benchRoundsRun(b, func(b *testing.B) {
+		for i, rtt := range []time.Duration{0, 50 * time.Millisecond} {
+			srv := srvs[i]
+			b.Run(fmt.Sprintf("rtt=%s", rtt), func(b *testing.B) {
+				b.Run("via=singles", func(b *testing.B) {
+					user, sessionID, files := benchPDFs(b, 1, len(data))
+					b.SetBytes(int64(len(data)))
+					for b.Loop() {
+						for n, r := range ranges {
+							if _, err := benchCall(srv.URL, user, "PUT", partPath(sessionID, files[0].id, n+1), "application/octet-stream", data[r[0]:r[1]], 200); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+					benchDrop(b, benchCompleted(b, user, srv.URL, sessionID, files), len(data))
+				})
+				b.Run("via=batch", func(b *testing.B) {
+					user, sessionID, files := benchPDFs(b, 1, len(data))
+					b.SetBytes(int64(len(data)))
+					for b.Loop() {
+						d, err := benchCall(srv.URL, user, "POST", benchFilePath(sessionID, files[0].id)+"/parts/batch", contentType, body, 200)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if parts, _ := d["parts"].([]any); len(parts) != len(ranges) {
+							b.Fatalf("batch stored %v", d)
+						}
+					}
+					benchDrop(b, benchCompleted(b, user, srv.URL, sessionID, files), len(data))
+				})
+				b.Run("via=singles-at-once", func(b *testing.B) {
+					user, sessionID, files := benchPDFs(b, 1, len(data))
+					b.SetBytes(int64(len(data)))
+					for b.Loop() {
+						err := benchParallel(len(ranges), func(i int) error {
+							r := ranges[i]
+							_, err := benchCall(srv.URL, user, "PUT", partPath(sessionID, files[0].id, i+1), "application/octet-stream", data[r[0]:r[1]], 200)
+							return err
+						})
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					benchDrop(b, benchCompleted(b, user, srv.URL, sessionID, files), len(data))
+				})
+			})
+		}
+	})
 }
 
 // benchCompleted completes the benchmark's file (not timed), so that

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,6 +59,21 @@ func benchSDK(b *testing.B) *s3.Client {
 }
 
 var benchUnsigned = s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+
+// benchRounds interleaves the variants of the upload benchmarks: each
+// round runs every variant (b.N iterations each), so that a load that
+// comes and goes on a shared machine falls on baseline and measured alike,
+// where -count would run all samples of one variant, then all of the next.
+// `-count 1 -bench.rounds 8` gives eight samples of each, named
+// …/round=N/via=…; `benchstat -ignore /round` pools them.
+var benchRounds = flag.Int("bench.rounds", 1, "rounds of interleaved variants in the upload benchmarks")
+
+// benchRoundsRun runs round(b) under round=1 … round=benchRounds.
+func benchRoundsRun(b *testing.B, round func(b *testing.B)) {
+	for r := 1; r <= *benchRounds; r++ {
+		b.Run(fmt.Sprintf("round=%d", r), round)
+	}
+}
 
 // benchRanges cuts size bytes into 5 MiB parts: part n is [r[n-1][0], r[n-1][1]).
 func benchRanges(size int) [][2]int {
@@ -286,24 +302,15 @@ func benchDrop(b *testing.B, files []benchFile, size int) {
 func BenchmarkUpload256MiB(b *testing.B) {
 	data := pdfBytes(64 * mib)
 	total := int64(benchClients * len(data))
-	b.Run("via=sdk", func(b *testing.B) { benchSDKParts(b, benchSDK(b), benchUnsigned, data) })
-	for _, via := range []struct {
-		name   string
-		upload func(base, user, sessionID string, fileIDs []string, data []byte) error
-		base   string
-	}{
-		// Presigned parts are what a deployed client sends: its API
-		// requests go through the gateway with AWS's limits on.
-		{"presigned", benchPresigned, awsServer.URL},
-		{"proxied", benchProxied, server.URL},
-	} {
-		b.Run("via="+via.name, func(b *testing.B) {
+	sdk := benchSDK(b)
+	api := func(upload func(base, user, sessionID string, fileIDs []string, data []byte) error, base string) func(*testing.B) {
+		return func(b *testing.B) {
 			b.SetBytes(total)
 			for b.Loop() {
 				b.StopTimer()
 				user, sessionID, files := benchPDFs(b, benchClients, len(data))
 				b.StartTimer()
-				err := via.upload(via.base, user, sessionID, benchIDs(files), data)
+				err := upload(base, user, sessionID, benchIDs(files), data)
 				b.StopTimer()
 				if err != nil {
 					b.Fatal(err)
@@ -311,11 +318,16 @@ func BenchmarkUpload256MiB(b *testing.B) {
 				benchDrop(b, files, len(data))
 				b.StartTimer()
 			}
-		})
+		}
 	}
-	// For comparison: the SDK with its defaults, which over plain HTTP
-	// hashes each part with SHA-256 (signature) and CRC32 (checksum).
-	b.Run("via=sdk-defaults", func(b *testing.B) { benchSDKParts(b, s3c, nil, data) })
+	benchRoundsRun(b, func(b *testing.B) {
+		b.Run("via=sdk", func(b *testing.B) { benchSDKParts(b, sdk, benchUnsigned, data) })
+		// Presigned parts are what a deployed client sends: its API
+		// requests go through the gateway with AWS's limits on.
+		b.Run("via=presigned", api(benchPresigned, awsServer.URL))
+		b.Run("via=proxied", api(benchProxied, server.URL))
+		b.Run("via=sdk-defaults", func(b *testing.B) { benchSDKParts(b, s3c, nil, data) })
+	})
 }
 
 // benchSDKParts is BenchmarkUpload256MiB's upload straight to S3 with cli:
@@ -379,8 +391,8 @@ func benchSDKParts(b *testing.B, cli *s3.Client, opt func(*s3.Options), data []b
 func BenchmarkWholeFiles(b *testing.B) {
 	const files, size = 10, 20 * mib
 	data := pdfBytes(size)
-	b.Run("via=sdk", func(b *testing.B) { benchSDKPuts(b, benchSDK(b), benchUnsigned, files, data) })
-	b.Run("via=presigned", func(b *testing.B) {
+	sdk := benchSDK(b)
+	presigned := func(b *testing.B) {
 		b.SetBytes(files * size)
 		for b.Loop() {
 			b.StopTimer()
@@ -400,8 +412,12 @@ func BenchmarkWholeFiles(b *testing.B) {
 			benchDrop(b, fs, size)
 			b.StartTimer()
 		}
+	}
+	benchRoundsRun(b, func(b *testing.B) {
+		b.Run("via=sdk", func(b *testing.B) { benchSDKPuts(b, sdk, benchUnsigned, files, data) })
+		b.Run("via=presigned", presigned)
+		b.Run("via=sdk-defaults", func(b *testing.B) { benchSDKPuts(b, s3c, nil, files, data) })
 	})
-	b.Run("via=sdk-defaults", func(b *testing.B) { benchSDKPuts(b, s3c, nil, files, data) })
 }
 
 // benchSDKPuts is BenchmarkWholeFiles's upload straight to S3 with cli:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"sort"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/gateway"
+	"github.com/mocbuilders/moc-upload/local/wsgateway"
 )
 
 var (
@@ -29,8 +31,11 @@ var (
 	// contract's proxied 5 MiB parts); awsServer with them, as `make local`.
 	server    *httptest.Server
 	awsServer *httptest.Server
-	db        *pgxpool.Pool
-	s3c       *s3.Client
+	// wsURL is the local WebSocket API (ws://…/), whose management API the
+	// stack's functions post progress events to.
+	wsURL string
+	db    *pgxpool.Pool
+	s3c   *s3.Client
 )
 
 // Settings of the stack under test; the daily limit is low so that the
@@ -55,15 +60,27 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	_ = os.Chmod(dir, 0o755)
+	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	st, err = devstack.Start(ctx, devstack.Options{
 		DataDir: dir, Fast: true, // ports 0: free ones, never a running server's
-		Getenv: func(k string) string { return testEnv[k] },
+		Getenv:        func(k string) string { return testEnv[k] },
+		WebSocketAddr: wsLn.Addr().String(),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start the local stack:", err)
 		return 1
 	}
 	defer st.Close()
+	wsCtx, stopWS := context.WithCancel(ctx)
+	wsDone := make(chan error, 1)
+	go func() { wsDone <- st.ServeWebSocket(wsCtx, wsLn, wsgateway.Options{}) }()
+	// Before the stack closes: the $disconnect handlers need the database.
+	defer func() { stopWS(); <-wsDone }()
+	wsURL = "ws://" + wsLn.Addr().String() + "/"
 	gw, err := st.Gateway(gateway.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mocbuilders/moc-upload/shared/progress"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
@@ -29,6 +30,18 @@ type Config struct {
 	DownloadURLTTL time.Duration // DOWNLOAD_URL_TTL_MINUTES (default 60, at least 15)
 	UploadURLTTL   time.Duration // UPLOAD_URL_TTL_MINUTES (default 15): presigned PUTs of files and parts
 	MaxBatchBytes  int64         // MAX_BATCH_BYTES (default 50000000): a batch upload's whole body
+
+	// WebSocketEndpoint (WEBSOCKET_ENDPOINT, optional) is the WebSocket
+	// API's callback URL for progress events:
+	// https://{api-id}.execute-api.{region}.amazonaws.com/{stage}, or the
+	// local gateway's (http://127.0.0.1:3001). Unset: events are dropped
+	// with a warning.
+	WebSocketEndpoint string
+	// AWSSessionToken (AWS_SESSION_TOKEN) goes with AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY when they are temporary (Lambda sets all three
+	// from the function's role); the WebSocket management client signs
+	// with all three.
+	AWSSessionToken string
 }
 
 // ConfigFromEnv reads and checks the configuration; the error lists every
@@ -90,6 +103,14 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 		DownloadURLTTL: time.Duration(num("DOWNLOAD_URL_TTL_MINUTES", 60, 15)) * time.Minute,
 		UploadURLTTL:   time.Duration(num("UPLOAD_URL_TTL_MINUTES", 15, 1)) * time.Minute,
 		MaxBatchBytes:  int64(num("MAX_BATCH_BYTES", 50_000_000, 1)),
+
+		AWSSessionToken:   str("AWS_SESSION_TOKEN", ""),
+		WebSocketEndpoint: strings.TrimRight(str("WEBSOCKET_ENDPOINT", ""), "/"),
+	}
+	if c.WebSocketEndpoint != "" {
+		if err := progress.CheckEndpoint(c.WebSocketEndpoint); err != nil {
+			problems = append(problems, "WEBSOCKET_ENDPOINT: "+err.Error())
+		}
 	}
 	if strings.EqualFold(c.S3SSE, "none") {
 		c.S3SSE = ""

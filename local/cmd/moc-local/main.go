@@ -2,7 +2,7 @@
 // Docker: `make local` (serve), `make seed`, `make replay` and
 // `make migrate` all come here.
 //
-//	moc-local                          start everything, serve the HTTP API, Ctrl-C stops
+//	moc-local                          start everything, serve the HTTP and WebSocket APIs, Ctrl-C stops
 //	moc-local seed                     load the sample session and image file
 //	moc-local replay -fn F -event E    run function F's handler on sample event E
 //	moc-local migrate                  apply migrations to DATABASE_URL
@@ -26,6 +26,7 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/gateway"
+	"github.com/mocbuilders/moc-upload/local/wsgateway"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 )
 
@@ -93,6 +94,7 @@ func openLog(dataDir string) (*os.File, error) {
 func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("http", envOr("LOCAL_HTTP_ADDR", "127.0.0.1:3000"), "address of the HTTP API")
+	wsAddr := fs.String("ws", envOr("LOCAL_WS_ADDR", "127.0.0.1:3001"), "address of the WebSocket API and its management API")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,9 +113,18 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("HTTP API address %s: %w (set LOCAL_HTTP_ADDR or -http)", *addr, err)
 	}
+	wsln, err := net.Listen("tcp", *wsAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("WebSocket API address %s: %w (set LOCAL_WS_ADDR or -ws)", *wsAddr, err)
+	}
+	// The functions post progress to this WebSocket API's management API
+	// (WEBSOCKET_ENDPOINT, unless the environment sets it).
+	opts.WebSocketAddr = wsln.Addr().String()
 	st, err := devstack.Start(ctx, opts)
 	if err != nil {
 		ln.Close()
+		wsln.Close()
 		return err
 	}
 	defer st.Close()
@@ -121,15 +132,37 @@ func serve(ctx context.Context, args []string) error {
 	fmt.Printf(`
 MOC upload service — local stack
   HTTP API     http://%s   (Authorization: Bearer <any user id>)
+  WebSocket    ws://%s/?sessionId=<id>&token=<any user id>   (management API: %s)
   PostgreSQL   %s
   S3           %s   bucket %s
   data         %s   (make wipe deletes it; service logs in services.log)
   limits       %s
   CORS         %s
 Ctrl-C stops everything.
-`, ln.Addr(), devstack.Redacted(c.DatabaseURL), orAWS(c.S3Endpoint), c.S3Bucket, opts.DataDir,
+`, ln.Addr(), wsln.Addr(), wsEndpointBanner(wsln.Addr().String()), devstack.Redacted(c.DatabaseURL),
+		orAWS(c.S3Endpoint), c.S3Bucket, opts.DataDir,
 		limitsBanner(gw.PayloadLimits), corsBanner(gw.CORSOrigins, os.Getenv("S3_ENDPOINT") == ""))
-	return st.Serve(ctx, ln, gw)
+
+	// Both APIs run until Ctrl-C; either failing stops the other.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- st.Serve(ctx, ln, gw) }()
+	go func() { errc <- st.ServeWebSocket(ctx, wsln, wsgateway.Options{}) }()
+	err = <-errc
+	cancel()
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
+}
+
+// wsEndpointBanner says where the functions post WebSocket messages.
+func wsEndpointBanner(addr string) string {
+	if ep := os.Getenv("WEBSOCKET_ENDPOINT"); ep != "" {
+		return "http://" + addr + "; the functions post to WEBSOCKET_ENDPOINT=" + ep
+	}
+	return "WEBSOCKET_ENDPOINT=http://" + addr
 }
 
 func limitsBanner(on bool) string {

@@ -1,0 +1,343 @@
+package progress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/mocbuilders/moc-upload/shared/upload"
+)
+
+// Defaults of a Notifier's fields.
+const (
+	DefaultTimeout     = 2 * time.Second
+	DefaultConcurrency = 16
+	// DefaultGoneGrace is API Gateway's longest $connect integration (29 s)
+	// and a margin: a younger connection that answers 410 is still opening.
+	DefaultGoneGrace = 30 * time.Second
+)
+
+// Poster is the part of *apigatewaymanagementapi.Client a Notifier calls.
+// Wrap a client in a type with this method to inject faults in tests.
+type Poster interface {
+	PostToConnection(ctx context.Context, in *apigatewaymanagementapi.PostToConnectionInput, optFns ...func(*apigatewaymanagementapi.Options)) (*apigatewaymanagementapi.PostToConnectionOutput, error)
+}
+
+// Connections is what a Notifier needs of the connections store
+// (*postgres.Store).
+type Connections interface {
+	// SessionConnections returns the ids of the live connections following
+	// sessionID.
+	SessionConnections(ctx context.Context, sessionID string) ([]string, error)
+	// DeleteGoneConnection deletes a connection that answered 410 Gone,
+	// unless it was saved less than minAge ago.
+	DeleteGoneConnection(ctx context.Context, connectionID string, minAge time.Duration) error
+}
+
+var (
+	_ Poster          = (*apigatewaymanagementapi.Client)(nil)
+	_ upload.Progress = (*Notifier)(nil)
+	_ upload.Progress = Disabled{}
+)
+
+// Notifier is the upload.Progress that posts events to the WebSocket
+// connections following a session. Build it once per process with New and
+// share it; change its fields before first use only.
+type Notifier struct {
+	conns  Connections
+	poster Poster
+
+	// Timeout bounds one call, listing the connections included (default
+	// DefaultTimeout). A call whose context has a sooner deadline takes
+	// half the time left before it.
+	Timeout time.Duration
+	// Concurrency bounds the connections posted to at once (default
+	// DefaultConcurrency).
+	Concurrency int
+	// GoneGrace is how old a connection must be to be deleted when it
+	// answers 410 Gone (default DefaultGoneGrace).
+	GoneGrace time.Duration
+	// Logger receives the warnings (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// New returns a Notifier that finds a session's connections in conns and
+// posts to them with poster (an *apigatewaymanagementapi.Client, see
+// NewClient).
+func New(conns Connections, poster Poster) *Notifier {
+	return &Notifier{conns: conns, poster: poster, Timeout: DefaultTimeout,
+		Concurrency: DefaultConcurrency, GoneGrace: DefaultGoneGrace}
+}
+
+// message is one event for one session, encoded.
+type message struct {
+	sessionID string
+	data      []byte
+}
+
+// PartsCompleted sends an upload.part.completed message per part to every
+// connection of the part's session, in the order of parts.
+func (n *Notifier) PartsCompleted(ctx context.Context, parts []upload.PartCompleted) {
+	msgs := make([]message, 0, len(parts))
+	for _, p := range parts {
+		msgs = append(msgs, message{p.SessionID, mustJSON(NewPartCompletedEvent(p))})
+	}
+	n.send(ctx, TypePartCompleted, msgs)
+}
+
+// SessionFinalized sends an upload.session.finalized message to every
+// connection of the session.
+func (n *Notifier) SessionFinalized(ctx context.Context, ev upload.SessionFinalized) {
+	n.send(ctx, TypeSessionFinalized, []message{{ev.SessionID, mustJSON(NewSessionFinalizedEvent(ev))}})
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // plain structs of strings and ints
+	}
+	return b
+}
+
+// target is one connection and the messages it is sent, in order.
+type target struct {
+	connectionID string
+	sessionID    string
+	data         [][]byte
+}
+
+// report is what one call did, for its one log line.
+type report struct {
+	mu          sync.Mutex
+	sessions    []string
+	connections int
+	posts       int // messages to send: one per connection and event
+	sent        int
+	failed      int // not delivered: errors, and posts the deadline cut off
+	firstErr    error
+	gone        int
+	listFailed  int
+	listErr     error
+	deleteErr   error
+}
+
+func (r *report) postFailed(n int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed += n
+	if r.firstErr == nil {
+		r.firstErr = err
+	}
+}
+
+// send delivers msgs: for each session (in order of first appearance) it
+// lists the connections once, then posts each connection its messages in
+// order, connections concurrently, all within the call's budget.
+func (n *Notifier) send(ctx context.Context, kind string, msgs []message) {
+	if len(msgs) == 0 {
+		return
+	}
+	bctx, cancel := n.budget(ctx)
+	defer cancel()
+
+	var order []string
+	bySession := map[string][][]byte{}
+	for _, m := range msgs {
+		if _, ok := bySession[m.sessionID]; !ok {
+			order = append(order, m.sessionID)
+		}
+		bySession[m.sessionID] = append(bySession[m.sessionID], m.data)
+	}
+	rep := &report{sessions: order}
+	var targets []target
+	for _, sid := range order {
+		ids, err := n.conns.SessionConnections(bctx, sid)
+		if err != nil {
+			rep.listFailed++
+			if rep.listErr == nil {
+				rep.listErr = err
+			}
+			continue
+		}
+		for _, id := range ids {
+			targets = append(targets, target{id, sid, bySession[sid]})
+			rep.posts += len(bySession[sid])
+		}
+	}
+	rep.connections = len(targets)
+
+	workers := min(n.concurrency(), len(targets))
+	next := make(chan target)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for t := range next {
+				n.deliver(bctx, t, rep)
+			}
+		})
+	}
+	for _, t := range targets {
+		next <- t
+	}
+	close(next)
+	wg.Wait()
+	n.log(ctx, kind, rep)
+}
+
+// deliver posts t's messages in order. A 410 Gone stops it and deletes
+// the connection; another error is counted and the next message tried,
+// until the budget runs out.
+func (n *Notifier) deliver(ctx context.Context, t target, rep *report) {
+	sent := 0
+	for i, data := range t.data {
+		if err := ctx.Err(); err != nil {
+			rep.postFailed(len(t.data)-i, err)
+			break
+		}
+		_, err := n.poster.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
+			ConnectionId: &t.connectionID,
+			Data:         data,
+		})
+		if isGone(err) {
+			n.forget(ctx, t.connectionID, rep)
+			break
+		}
+		if err != nil {
+			rep.postFailed(1, err)
+			continue
+		}
+		sent++
+	}
+	rep.mu.Lock()
+	rep.sent += sent
+	rep.mu.Unlock()
+}
+
+// forget deletes a connection that answered 410 Gone.
+func (n *Notifier) forget(ctx context.Context, connectionID string, rep *report) {
+	err := n.conns.DeleteGoneConnection(ctx, connectionID, n.goneGrace())
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	rep.gone++
+	if err != nil && rep.deleteErr == nil {
+		rep.deleteErr = err
+	}
+}
+
+// isGone reports whether err is the management API's 410: the client has
+// disconnected (or its $connect has not returned yet).
+func isGone(err error) bool {
+	if err == nil {
+		return false
+	}
+	var gone *types.GoneException
+	if errors.As(err, &gone) {
+		return true
+	}
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusGone
+}
+
+// budget is the call's context: detached from ctx's cancellation (the
+// change has committed; a client that went away does not take the event
+// from the others) but never past ctx's deadline, and bounded by Timeout
+// or half the time ctx has left, whichever is sooner.
+func (n *Notifier) budget(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := n.Timeout
+	if d <= 0 {
+		d = DefaultTimeout
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		if half := time.Until(deadline) / 2; half < d {
+			d = half
+		}
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
+
+func (n *Notifier) concurrency() int {
+	if n.Concurrency > 0 {
+		return n.Concurrency
+	}
+	return DefaultConcurrency
+}
+
+func (n *Notifier) goneGrace() time.Duration {
+	if n.GoneGrace > 0 {
+		return n.GoneGrace
+	}
+	return DefaultGoneGrace
+}
+
+func (n *Notifier) logger() *slog.Logger {
+	if n.Logger != nil {
+		return n.Logger
+	}
+	return slog.Default()
+}
+
+// log writes the call's one warning, when something was not delivered or
+// not cleaned up; a call that delivered everything logs nothing.
+func (n *Notifier) log(ctx context.Context, kind string, rep *report) {
+	if rep.failed == 0 && rep.listErr == nil && rep.deleteErr == nil {
+		return
+	}
+	attrs := []any{
+		"event", kind,
+		"sessionIds", rep.sessions,
+		"connections", rep.connections,
+		"posts", rep.posts,
+		"sent", rep.sent,
+		"failed", rep.failed,
+		"gone", rep.gone,
+	}
+	if rep.firstErr != nil {
+		attrs = append(attrs, "firstError", rep.firstErr.Error())
+	}
+	if rep.listErr != nil {
+		attrs = append(attrs, "sessionsNotListed", rep.listFailed, "listError", rep.listErr.Error())
+	}
+	if rep.deleteErr != nil {
+		attrs = append(attrs, "deleteError", rep.deleteErr.Error())
+	}
+	n.logger().WarnContext(ctx, "progress: events not delivered", attrs...)
+}
+
+// Disabled is the upload.Progress of a function without a WebSocket
+// endpoint: it drops every event, logging one warning per call.
+type Disabled struct {
+	// Logger receives the warnings (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// DisabledMessage is the warning Disabled logs.
+const DisabledMessage = "progress: no WebSocket endpoint configured (WEBSOCKET_ENDPOINT); event not sent"
+
+// PartsCompleted logs that the parts' events were not sent.
+func (d Disabled) PartsCompleted(ctx context.Context, parts []upload.PartCompleted) {
+	if len(parts) == 0 {
+		return
+	}
+	d.warn(ctx, TypePartCompleted, parts[0].SessionID, len(parts))
+}
+
+// SessionFinalized logs that the event was not sent.
+func (d Disabled) SessionFinalized(ctx context.Context, ev upload.SessionFinalized) {
+	d.warn(ctx, TypeSessionFinalized, ev.SessionID, 1)
+}
+
+func (d Disabled) warn(ctx context.Context, kind, sessionID string, events int) {
+	l := d.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	l.WarnContext(ctx, DisabledMessage, "event", kind, "sessionId", sessionID, "events", events)
+}
