@@ -9,7 +9,9 @@ package functions_test
 // the aws-lambda-go runtime loop and the API Gateway payload 2.0 adapter
 // that the in-process tests bypass. The WebSocket authorizer verifies
 // tokens against a local identity provider (authtest: a JWKS server and
-// its signing key), which the test starts and points JWT_ISSUER at.
+// its signing key), which the test starts and points JWT_ISSUER at. The
+// follow-up functions (followup.Functions) get their events as Lambda's
+// Invoke API hands them over: a followup.Job, EventBridge's scheduled event.
 
 import (
 	"bytes"
@@ -24,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -34,11 +37,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/local/stacktest"
 	"github.com/mocbuilders/moc-upload/shared/auth/authtest"
+	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 	"github.com/mocbuilders/moc-upload/shared/wsapi"
@@ -62,7 +67,11 @@ const invokeTimeout = 30 * time.Second
 // uploaded by the batch route, uploaded again by UploadPart (re-uploading a
 // part replaces it), then the file is completed and the session finalized
 // (announced to the connection, or logged as not sent: no
-// WEBSOCKET_ENDPOINT here); the client disconnects last.
+// WEBSOCKET_ENDPOINT here); the client disconnects last. Finalize queues
+// no follow-up work here (thumbnails and the webhook are off, as by
+// default), so the Sweeper finds nothing to do; the Thumbnail and Webhook
+// jobs name the seed's existing MOC but an outbox row that does not exist
+// (its MOC deleted, say), which their functions end as a no-op.
 type replay struct {
 	function string
 	status   int
@@ -78,6 +87,14 @@ type replay struct {
 	// environment (the local issuer) and answers a policy or an error, not
 	// a proxy response (replayAuthorizer).
 	authorizer bool
+	// async marks a follow-up function: its answer is no proxy response
+	// but its handler's result, which must equal answer: empty for the
+	// jobs (they return only an error), the Sweeper's counts in JSON. An
+	// error fails the replay. checkDB (when set) looks at the rows it may
+	// have changed (replayAsync).
+	async   bool
+	answer  string
+	checkDB func(t *testing.T, ctx context.Context, db *pgx.Conn)
 }
 
 // sampleAudience is the audience of the sample events' tokens
@@ -161,6 +178,42 @@ var replays = []replay{
 	}, reseed: true},
 	{function: "AbortSession", status: http.StatusNotFound, check: func(t *testing.T, body []byte) { errorCode(t, body, upload.CodeNotFound) }},
 	{function: "WsDisconnect", status: http.StatusOK, webSocket: true},
+	// The follow-up functions, on the rows the steps above left: no
+	// outbox row at all.
+	{function: followup.SweeperFunction, async: true, checkDB: outboxUntouched,
+		// Its counts (followup.SweepResult): nothing to do.
+		answer: `{"redispatched":0,"dispatchErrors":0,"givenUp":0}`},
+	{function: followup.ThumbnailFunction, async: true, checkDB: func(t *testing.T, ctx context.Context, db *pgx.Conn) {
+		outboxUntouched(t, ctx, db)
+		// The job's MOC keeps the seed's thumbnail: none made, none failed.
+		var status string
+		var url *string
+		if err := db.QueryRow(ctx, `SELECT thumbnail_status, thumbnail_url FROM moc_instructions WHERE id = $1`, seedMocID).Scan(&status, &url); err != nil {
+			t.Fatalf("the seed MOC %s: %v", seedMocID, err)
+		}
+		if status != "none" || url != nil {
+			t.Errorf("the seed MOC's thumbnail: status %q, url %v; want none and NULL (a job without its outbox row does nothing)", status, url)
+		}
+	}},
+	{function: followup.WebhookFunction, async: true, checkDB: outboxUntouched},
+}
+
+// seedMocID is the seed's existing MOC ("Existing MOC Title"), which the
+// sample jobs (events/Thumbnail.json, events/Webhook.json) name.
+const seedMocID = "ffffffff-ffff-4fff-8fff-ffffffffffff"
+
+// outboxUntouched checks that the outbox is still empty: Finalize queued
+// nothing (both features off), and a job whose row does not exist does not
+// make one.
+func outboxUntouched(t *testing.T, ctx context.Context, db *pgx.Conn) {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		t.Fatalf("count the outbox rows: %v", err)
+	}
+	if n != 0 {
+		t.Errorf("%d outbox rows, want none", n)
+	}
 }
 
 func TestBootstrapsUnderRIE(t *testing.T) {
@@ -175,6 +228,7 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 	for _, rt := range wsapi.Routes {
 		functions = append(functions, rt.Function)
 	}
+	functions = append(functions, followup.Functions...)
 	if len(replays) != len(functions) {
 		t.Errorf("%d replays for %d functions: every function's sample event must be replayed", len(replays), len(functions))
 	}
@@ -253,6 +307,14 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 				}
 				return
 			}
+			if r.async {
+				fn := startRIE(t, ctx, rie.path, bootstraps[r.function].path, r.function, env)
+				replayAsync(t, ctx, fn, event, r.answer, st.Config.DatabaseURL, r.checkDB)
+				if t.Failed() {
+					t.Logf("%s", fn.output())
+				}
+				return
+			}
 			fn := startRIE(t, ctx, rie.path, bootstraps[r.function].path, r.function, env)
 			resp := fn.invoke(t, ctx, event)
 			if resp.StatusCode != r.status {
@@ -275,6 +337,53 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 			}
 		})
 	}
+}
+
+// replayAsync sends a follow-up function its sample event, as Lambda hands
+// over an async invocation's payload, and checks that it ended without an
+// error (which comes back as {"errorType": …, "errorMessage": …} and, in
+// AWS, makes Lambda retry), with the answer want (JSON-equal; "": no
+// answer), and that it logged nothing at ERROR (a job its function
+// refuses, such as one of another kind, is dropped with an ERROR log and
+// no error). checkDB then reads the database.
+func replayAsync(t *testing.T, ctx context.Context, fn *rieFunction, event []byte, want, dbURL string, checkDB func(*testing.T, context.Context, *pgx.Conn)) {
+	t.Helper()
+	raw := fn.invokeRaw(t, ctx, event)
+	var fail struct {
+		ErrorMessage *string `json:"errorMessage"`
+	}
+	if json.Unmarshal(raw, &fail) == nil && fail.ErrorMessage != nil {
+		t.Fatalf("the invocation failed: %s", raw)
+	}
+	if want == "" {
+		if len(bytes.TrimSpace(raw)) > 0 {
+			t.Errorf("the function answered %s, want no answer", raw)
+		}
+	} else {
+		var g, w any
+		if err := json.Unmarshal(raw, &g); err != nil {
+			t.Errorf("the answer %q is not JSON: %v", raw, err)
+		} else if err := json.Unmarshal([]byte(want), &w); err != nil || !reflect.DeepEqual(g, w) {
+			t.Errorf("the function answered %s, want %s", bytes.TrimSpace(raw), want)
+		}
+	}
+	for _, line := range strings.Split(fn.out.String(), "\n") {
+		var rec struct {
+			Level string `json:"level"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level == "ERROR" {
+			t.Errorf("logged at ERROR: %s", line)
+		}
+	}
+	if checkDB == nil {
+		return
+	}
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	checkDB(t, ctx, db)
 }
 
 // startSeededStack gives the functions a fresh database and bucket, migrated
@@ -306,6 +415,10 @@ func startSeededStack(t *testing.T, ctx context.Context) (*devstack.Stack, []str
 	for k, v := range vars {
 		env = append(env, k+"="+v)
 	}
+	// No function here should invoke another (no follow-up work is
+	// queued); should one try, it meets a closed local port rather than
+	// AWS Lambda.
+	env = append(env, "LAMBDA_ENDPOINT=http://"+freeAddr(t))
 	return st, env
 }
 

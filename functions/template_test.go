@@ -1,11 +1,14 @@
 package functions_test
 
-// The routing tables (httpapi.Routes, wsapi.Routes) are the single source of
-// truth: this test checks that template.yaml deploys exactly their routes,
+// The routing tables (httpapi.Routes, wsapi.Routes) and the follow-up
+// functions (followup.Functions) are the single source of truth: this test
+// checks that template.yaml deploys exactly their routes and functions,
 // each as its own function built from functions/<Function> with its
 // configuration and only the access it needs, that the WebSocket API's
-// $connect is behind the JWT authorizer (WsAuthorizer), and that every
-// route has a sample event in events/ that API Gateway could have sent.
+// $connect is behind the JWT authorizer (WsAuthorizer), that the async
+// functions retry, give up and run on a schedule as intended, and that
+// every function has a sample event in events/ that its invoker (API
+// Gateway, Lambda's async queue, EventBridge) could have sent.
 
 import (
 	"bytes"
@@ -25,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/awslabs/goformation/v7"
@@ -32,10 +36,15 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/global"
 	"github.com/awslabs/goformation/v7/cloudformation/serverless"
 	"github.com/awslabs/goformation/v7/intrinsics"
+	"github.com/google/uuid"
 
+	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/gateway"
 	"github.com/mocbuilders/moc-upload/local/stack"
+	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
+	"github.com/mocbuilders/moc-upload/shared/upload"
+	"github.com/mocbuilders/moc-upload/shared/webhook"
 	"github.com/mocbuilders/moc-upload/shared/wsapi"
 )
 
@@ -62,24 +71,77 @@ var requiredEnv = map[string]string{
 	"UPLOAD_URL_TTL_MINUTES":     "UploadUrlTtlMinutes",
 }
 
-// functionEnv is what only some functions read, by function, as requiredEnv.
+// functionEnv is what only some functions read, by function, as requiredEnv
+// (a value may also name a function of the template: `!Ref XFunction` is
+// its name). The functions that invoke others (invokes) also get each
+// one's name, functionNameEnv.
 var functionEnv = map[string]map[string]string{
 	"UploadPartsBatch": {"MAX_BATCH_BYTES": "MaxBatchBytes"},
+	// Finalize decides whether to queue a thumbnail and a webhook; only
+	// the Webhook function, which signs, gets the webhook's secret.
+	"Finalize": {
+		"ENABLE_THUMBNAIL_GENERATION": "EnableThumbnailGeneration",
+		"MOC_FINALIZE_WEBHOOK_URL":    "MocFinalizeWebhookUrl",
+	},
+	"Webhook": {
+		"MOC_FINALIZE_WEBHOOK_URL":    "MocFinalizeWebhookUrl",
+		"MOC_FINALIZE_WEBHOOK_SECRET": "MocFinalizeWebhookSecret",
+	},
+}
+
+// followUpEnv is what every follow-up function must be given, as
+// requiredEnv: the database and the bucket (required by the shared
+// configuration), and the stage of the object keys. The upload limits are
+// not theirs.
+var followUpEnv = map[string]string{
+	"DATABASE_URL": "DatabaseUrl",
+	"S3_BUCKET":    "UploadBucket",
+	"STAGE":        "Stage",
+}
+
+// invokes lists, by function, the follow-up functions it invokes
+// (InvocationType Event): it must be allowed lambda:InvokeFunction on
+// exactly those and be given their names (functionNameEnv). No other
+// function may invoke any.
+var invokes = map[string][]string{
+	"Finalize":               {followup.ThumbnailFunction, followup.WebhookFunction},
+	followup.SweeperFunction: {followup.ThumbnailFunction, followup.WebhookFunction},
+}
+
+// functionNameEnv is the variable that names the function f to the
+// functions that invoke it: THUMBNAIL_FUNCTION_NAME, WEBHOOK_FUNCTION_NAME.
+func functionNameEnv(f string) string { return strings.ToUpper(f) + "_FUNCTION_NAME" }
+
+// envWant is all a function's environment must be, as checkEnv takes it
+// (WEBSOCKET_ENDPOINT aside, which checkWebSocketEndpoint checks): base,
+// then functionEnv's and the names of the functions it invokes.
+func envWant(base map[string]string, function string) map[string]string {
+	want := maps.Clone(base)
+	maps.Copy(want, functionEnv[function])
+	for _, f := range invokes[function] {
+		want[functionNameEnv(f)] = f + "Function"
+	}
+	return want
 }
 
 // The resources of the functions' S3 statements, as loadTemplate shows them:
-// the stage's object keys, and the bucket itself.
+// the stage's object keys, the thumbnails' keys among them
+// ({STAGE}/moc-instructions/{userId}/{mocId}/thumbnail.jpg, for the one
+// function that writes them), and the bucket itself.
 const (
-	objectsResource = "${UploadBucket.Arn}/${Stage}/moc-instructions/*"
-	bucketResource  = "UploadBucket.Arn"
+	objectsResource    = "${UploadBucket.Arn}/${Stage}/moc-instructions/*"
+	thumbnailsResource = "${UploadBucket.Arn}/${Stage}/moc-instructions/*/thumbnail.jpg"
+	bucketResource     = "UploadBucket.Arn"
 )
 
-// s3Access is the S3 access each route's function needs, and so must be
-// granted, no more (least privilege): actions on the stage's object keys and
-// on the bucket. A presigned URL carries its signer's permission, so the
-// functions that presign PUTs need s3:PutObject; s3:ListBucket on the bucket
-// makes HeadObject of a missing key a 404 rather than a 403.
-var s3Access = map[string]struct{ objects, bucket []string }{
+// s3Access is the S3 access each function needs, and so must be granted,
+// no more (least privilege): actions on the stage's object keys, on the
+// thumbnails' keys only, and on the bucket. A presigned URL carries its
+// signer's permission, so the functions that presign PUTs need
+// s3:PutObject (GetMoc's presigned GETs, the thumbnail's included, need
+// s3:GetObject); s3:ListBucket on the bucket makes HeadObject of a missing
+// key a 404 rather than a 403.
+var s3Access = map[string]struct{ objects, thumbnails, bucket []string }{
 	"CreateSession": {},
 	"GetSession": {
 		objects: []string{"s3:ListMultipartUploadParts", "s3:GetObject", "s3:AbortMultipartUpload"},
@@ -106,6 +168,16 @@ var s3Access = map[string]struct{ objects, bucket []string }{
 	"WsDisconnect": {},
 	"WsDefault":    {},
 	"WsAuthorizer": {},
+	// The follow-up functions: the thumbnail reads the MOC's first image
+	// (HeadObject, GetObject) and writes only thumbnails; the webhook and
+	// the sweeper need the database only.
+	followup.ThumbnailFunction: {
+		objects:    []string{"s3:GetObject"},
+		thumbnails: []string{"s3:PutObject"},
+		bucket:     []string{"s3:ListBucket"},
+	},
+	followup.WebhookFunction: {},
+	followup.SweeperFunction: {},
 }
 
 // The WebSocket API: its logical id, its authorizer's function, and how the
@@ -150,6 +222,9 @@ func nonRouteFunctions() map[string]bool {
 	ids := map[string]bool{wsAuthorizer + "Function": true}
 	for _, rt := range wsapi.Routes {
 		ids[rt.Function+"Function"] = true
+	}
+	for _, f := range followup.Functions {
+		ids[f+"Function"] = true
 	}
 	return ids
 }
@@ -262,27 +337,33 @@ func TestTemplateServesEveryRoute(t *testing.T) {
 				}
 			}
 
-			want := maps.Clone(requiredEnv)
-			maps.Copy(want, functionEnv[rt.Function])
-			checkEnv(t, tmpl, id, fn, want)
+			checkEnv(t, tmpl, id, fn, envWant(requiredEnv, rt.Function))
 			checkWebSocketEndpoint(t, id, fn, progressFunctions[rt.Function])
 
-			checkS3Access(t, id, fn, rt.Function)
-			checkManageConnections(t, id, fn, progressFunctions[rt.Function])
+			checkAccess(t, id, fn, rt.Function)
 		})
 	}
 }
 
-// checkEnv checks that fn's environment has each variable of want, and
-// that each is !Ref of the parameter (or, for S3_BUCKET, the resource)
-// want gives.
+// checkEnv checks that fn's environment is want, WEBSOCKET_ENDPOINT aside
+// (checkWebSocketEndpoint's): each variable of want, each !Ref of the
+// parameter or resource (S3_BUCKET's bucket, a function's name) want
+// gives, and no other variable — a function gets only what it reads, and
+// secrets only the functions that use them.
 func checkEnv(t *testing.T, tmpl *cloudformation.Template, id string, fn *serverless.Function, want map[string]string) {
 	t.Helper()
 	vars := envOf(fn)
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
+		if _, ok := want[name]; !ok && name != "WEBSOCKET_ENDPOINT" {
+			t.Errorf("%s: Environment.Variables has %s, which the function is not meant to read (add it to the test's tables if it does)", id, name)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		ref := want[name]
-		if _, isParam := tmpl.Parameters[ref]; !isParam && ref != "UploadBucket" {
-			t.Errorf("%s: %s should follow the parameter %s, which the template does not declare", id, name, ref)
+		_, isParam := tmpl.Parameters[ref]
+		_, isResource := tmpl.Resources[ref]
+		if !isParam && !isResource {
+			t.Errorf("%s: %s should follow the parameter or resource %s, which the template does not declare", id, name, ref)
 		}
 		switch v, ok := vars[name]; {
 		case !ok || v == "":
@@ -355,29 +436,62 @@ func policyStatements(t *testing.T, id string, fn *serverless.Function) []map[st
 	return out
 }
 
-// isExecuteAPI reports whether a statement grants API Gateway actions
-// (checked by checkManageConnections) rather than S3 ones.
-func isExecuteAPI(st map[string]any) bool {
+// statementService is the service whose actions a policy statement
+// grants ("s3", "execute-api", "lambda", …); a statement that mixes
+// services is reported, so that each check below sees all of its own.
+func statementService(t *testing.T, id string, i int, st map[string]any) string {
+	t.Helper()
+	var svc string
 	for _, a := range stringList(st["Action"]) {
-		if strings.HasPrefix(a, "execute-api:") {
-			return true
+		s, _, _ := strings.Cut(a, ":")
+		if svc != "" && s != svc {
+			t.Errorf("%s: policy statement %d mixes services (%v): one statement per service", id, i, st["Action"])
 		}
+		svc = s
 	}
-	return false
+	return svc
 }
 
-// checkManageConnections checks that fn may post to the WebSocket API's
-// connections (execute-api:ManageConnections on POST @connections of the
-// stage, nothing more) when it announces progress, and has no API Gateway
-// access otherwise.
-func checkManageConnections(t *testing.T, id string, fn *serverless.Function, want bool) {
+// statementsOf returns fn's policy statements by service.
+func statementsOf(t *testing.T, id string, fn *serverless.Function) map[string][]map[string]any {
 	t.Helper()
-	var found int
-	for _, st := range policyStatements(t, id, fn) {
-		if !isExecuteAPI(st) {
-			continue
+	out := map[string][]map[string]any{}
+	for i, st := range policyStatements(t, id, fn) {
+		svc := statementService(t, id, i, st)
+		out[svc] = append(out[svc], st)
+	}
+	return out
+}
+
+// checkAccess checks everything fn's policies grant, against the tables
+// of function: S3 (s3Access), the WebSocket API's connections
+// (progressFunctions), invoking follow-up functions (invokes); any other
+// service is reported. (The sqs:SendMessage an async function's
+// on-failure destination needs is added by SAM to the role it generates,
+// not written here: checkAsyncConfig.)
+func checkAccess(t *testing.T, id string, fn *serverless.Function, function string) {
+	t.Helper()
+	sts := statementsOf(t, id, fn)
+	for _, svc := range slices.Sorted(maps.Keys(sts)) {
+		if svc != "s3" && svc != "execute-api" && svc != "lambda" {
+			for _, st := range sts[svc] {
+				t.Errorf("%s: grants %v on %v; no check here covers %s: grant it only with a check", id, st["Action"], st["Resource"], svc)
+			}
 		}
-		found++
+	}
+	checkS3Access(t, id, sts["s3"], function)
+	checkManageConnections(t, id, sts["execute-api"], progressFunctions[function])
+	checkInvokeAccess(t, id, sts["lambda"], invokes[function])
+}
+
+// checkManageConnections checks that the API Gateway statements sts let
+// the function post to the WebSocket API's connections
+// (execute-api:ManageConnections on POST @connections of the stage,
+// nothing more) when it announces progress, and that there are none
+// otherwise.
+func checkManageConnections(t *testing.T, id string, sts []map[string]any, want bool) {
+	t.Helper()
+	for _, st := range sts {
 		actions, resources := stringList(st["Action"]), stringList(st["Resource"])
 		if !want {
 			t.Errorf("%s: grants %v on %v, but the function posts no progress events (progressFunctions)", id, actions, resources)
@@ -387,16 +501,38 @@ func checkManageConnections(t *testing.T, id string, fn *serverless.Function, wa
 			t.Errorf("%s: grants %v on %v, want exactly execute-api:ManageConnections on %s", id, actions, resources, manageConnectionsARN)
 		}
 	}
-	if want && found == 0 {
+	if want && len(sts) == 0 {
 		t.Errorf("%s: no execute-api:ManageConnections on %s: it could not post progress events", id, manageConnectionsARN)
 	}
 }
 
-// checkS3Access checks that fn's policies grant exactly s3Access[function]:
-// inline statements that allow actions on the stage's object keys or on
-// the bucket, nothing else (API Gateway statements aside, which
-// checkManageConnections checks).
-func checkS3Access(t *testing.T, id string, fn *serverless.Function, function string) {
+// checkInvokeAccess checks that the Lambda statements sts allow
+// lambda:InvokeFunction on exactly the functions targets (!GetAtt
+// <Target>Function.Arn: unqualified invokes of $LATEST), and nothing else.
+func checkInvokeAccess(t *testing.T, id string, sts []map[string]any, targets []string) {
+	t.Helper()
+	var got []string
+	for _, st := range sts {
+		if actions := stringList(st["Action"]); !slices.Equal(actions, []string{"lambda:InvokeFunction"}) {
+			t.Errorf("%s: grants %v, want only lambda:InvokeFunction", id, actions)
+		}
+		got = append(got, stringList(st["Resource"])...)
+	}
+	var want []string
+	for _, f := range targets {
+		want = append(want, f+"Function.Arn")
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: lambda:InvokeFunction on %v, want %v (invokes)", id, got, want)
+	}
+}
+
+// checkS3Access checks that the S3 statements sts grant exactly
+// s3Access[function]: actions on the stage's object keys, on the
+// thumbnails' keys or on the bucket, nothing else.
+func checkS3Access(t *testing.T, id string, sts []map[string]any, function string) {
 	t.Helper()
 	want, ok := s3Access[function]
 	if !ok {
@@ -404,14 +540,11 @@ func checkS3Access(t *testing.T, id string, fn *serverless.Function, function st
 		return
 	}
 	got := map[string][]string{} // resource → actions
-	for i, st := range policyStatements(t, id, fn) {
-		if isExecuteAPI(st) {
-			continue
-		}
+	for i, st := range sts {
 		actions := stringList(st["Action"])
 		for _, r := range stringList(st["Resource"]) {
-			if r != objectsResource && r != bucketResource {
-				t.Errorf("%s: policy statement %d: Resource %q, want %q (object keys) or !GetAtt %s (the bucket)", id, i, r, objectsResource, bucketResource)
+			if r != objectsResource && r != thumbnailsResource && r != bucketResource {
+				t.Errorf("%s: S3 statement %d: Resource %q, want %q (object keys), %q (thumbnails) or !GetAtt %s (the bucket)", id, i, r, objectsResource, thumbnailsResource, bucketResource)
 				continue
 			}
 			got[r] = append(got[r], actions...)
@@ -420,7 +553,7 @@ func checkS3Access(t *testing.T, id string, fn *serverless.Function, function st
 	for _, c := range []struct {
 		resource string
 		want     []string
-	}{{objectsResource, want.objects}, {bucketResource, want.bucket}} {
+	}{{objectsResource, want.objects}, {thumbnailsResource, want.thumbnails}, {bucketResource, want.bucket}} {
 		g, w := slices.Sorted(slices.Values(got[c.resource])), slices.Sorted(slices.Values(c.want))
 		g = slices.Compact(g)
 		if !slices.Equal(g, w) {
@@ -543,10 +676,9 @@ func TestTemplateServesWebSocketRoutes(t *testing.T) {
 			if len(fn.Events) > 0 {
 				t.Errorf("%s: has SAM Events; the WebSocket API's integration invokes it", fnID)
 			}
-			checkEnv(t, tmpl, fnID, fn, requiredEnv)
+			checkEnv(t, tmpl, fnID, fn, envWant(requiredEnv, rt.Function))
 			checkWebSocketEndpoint(t, fnID, fn, false)
-			checkS3Access(t, fnID, fn, rt.Function)
-			checkManageConnections(t, fnID, fn, false)
+			checkAccess(t, fnID, fn, rt.Function)
 
 			routeID, ok := routes[rt.Key]
 			if !ok {
@@ -637,8 +769,335 @@ func TestTemplateWebSocketAuthorizerFunction(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(envOf(fn))); !slices.Equal(got, slices.Sorted(maps.Keys(authorizerEnv))) {
 		t.Errorf("%s: Environment.Variables = %v, want only %v", id, got, slices.Sorted(maps.Keys(authorizerEnv)))
 	}
-	checkS3Access(t, id, fn, wsAuthorizer)
-	checkManageConnections(t, id, fn, false)
+	checkAccess(t, id, fn, wsAuthorizer)
+}
+
+// asyncConfig is how Lambda runs a follow-up function's async invocations
+// (EventInvokeConfig), set on purpose rather than left at Lambda's
+// defaults (2 retries, events kept up to 6 hours, failures dropped), and
+// the function's size.
+type asyncConfig struct {
+	// retries is MaximumRetryAttempts: the invocations of one event are
+	// retries + 1.
+	retries int
+	// deadLetters: an invocation that failed its last attempt, or whose
+	// event expired, is recorded in deadLetterQueueID.
+	deadLetters bool
+	// timeout (seconds) and memory (MB; 0: Globals') the function must
+	// declare.
+	timeout, memory int
+}
+
+var asyncConfigs = map[string]asyncConfig{
+	// 2 invocations: the function returns an error only for retryable S3
+	// failures (a bad image fails the thumbnail and returns nil), so one
+	// retry a minute later may help; with both within redispatchAfter,
+	// the Sweeper does not race it. Memory: docs/benchmarks.md.
+	followup.ThumbnailFunction: {retries: 1, deadLetters: true, timeout: 60, memory: 1024},
+	// 1 invocation, of at most webhook.DefaultAttempts deliveries: the
+	// sender retries itself, and the contract allows at most 4 attempts.
+	followup.WebhookFunction: {retries: 0, deadLetters: true, timeout: 60},
+	// A failed sweep is not retried: the next one comes on schedule.
+	followup.SweeperFunction: {retries: 0, timeout: 60},
+}
+
+const (
+	// deadLetterQueueID is the SQS queue of the failed follow-up
+	// invocations, and deadLetterQueueOutput the output with its URL.
+	deadLetterQueueID     = "FollowUpDeadLetterQueue"
+	deadLetterQueueOutput = "FollowUpDeadLetterQueueUrl"
+	// sweepSchedule is the Sweeper's schedule expression.
+	sweepSchedule = "rate(5 minutes)"
+	// redispatchAfter is OUTBOX_REDISPATCH_AFTER_SECONDS' default (the
+	// template leaves it unset): the Sweeper invokes again a row still
+	// pending this long after its dispatch.
+	redispatchAfter = followup.DefaultRedispatchAfter
+	// maxEventAge is the most MaximumEventAgeInSeconds allows.
+	maxEventAge = 6 * time.Hour
+)
+
+// lambdaRetryWaits are Lambda's waits before the first and the second
+// retry of an async invocation that failed (at least; from AWS's
+// documentation).
+var lambdaRetryWaits = []time.Duration{time.Minute, 2 * time.Minute}
+
+// retrySpan is the longest Lambda takes to make all of an event's
+// invocations when each runs into its timeout.
+func retrySpan(c asyncConfig) time.Duration {
+	d := time.Duration(c.retries+1) * time.Duration(c.timeout) * time.Second
+	for _, w := range lambdaRetryWaits[:c.retries] {
+		d += w
+	}
+	return d
+}
+
+// TestTemplateFollowUpFunctions checks the functions of followup.Functions:
+// built like the others, given only what they read and may do (the
+// Sweeper invokes the other two, as Finalize does), with their async
+// invocations' retries and on-failure destination (the dead-letter queue)
+// as asyncConfigs says, and the Sweeper on its schedule. goformation
+// models everything checked here (EventInvokeConfig, the Schedule event,
+// the SQS queue), so no part of the YAML is read another way; what SAM
+// adds when it transforms the template (the sqs:SendMessage of the
+// generated role) is SAM's, so the test checks only that SAM generates the
+// role (no Role property).
+func TestTemplateFollowUpFunctions(t *testing.T) {
+	tmpl := loadTemplate(t)
+	for _, f := range followup.Functions {
+		t.Run(f, func(t *testing.T) {
+			id := f + "Function"
+			fn, err := tmpl.GetServerlessFunctionWithName(id)
+			if err != nil {
+				t.Fatalf("followup.Functions names %s: no AWS::Serverless::Function %s in the template", f, id)
+			}
+			checkBuild(t, id, fn)
+			checkEnv(t, tmpl, id, fn, envWant(followUpEnv, f))
+			checkWebSocketEndpoint(t, id, fn, false)
+			checkAccess(t, id, fn, f)
+
+			c, ok := asyncConfigs[f]
+			if !ok {
+				t.Fatalf("asyncConfigs does not say how %s's async invocations run: add it", f)
+			}
+			if got := intOr(fn.Timeout, 0); got != c.timeout {
+				t.Errorf("%s: Timeout = %d, want %d", id, got, c.timeout)
+			}
+			if got := intOr(fn.MemorySize, 0); got != c.memory {
+				t.Errorf("%s: MemorySize = %d, want %d (0: Globals')", id, got, c.memory)
+			}
+			checkAsyncConfig(t, id, fn, c)
+
+			// Finalize and the Sweeper invoke the jobs through Lambda's
+			// Invoke API; EventBridge, the Sweeper.
+			if f == followup.SweeperFunction {
+				checkSweepSchedule(t, id, fn)
+			} else if len(fn.Events) > 0 {
+				t.Errorf("%s: has SAM Events; Lambda's Invoke API starts it", id)
+			}
+		})
+	}
+
+	// The webhook's one invocation holds all of its deliveries' attempts
+	// (the sender's defaults: the template sets no WEBHOOK_RETRY_BASE_DELAY_MS).
+	delivery := time.Duration(webhook.DefaultAttempts) * webhook.DefaultAttemptTimeout
+	for i := range webhook.DefaultAttempts - 1 {
+		delivery += webhook.DefaultBaseDelay << i
+	}
+	if c := asyncConfigs[followup.WebhookFunction]; time.Duration(c.timeout)*time.Second <= delivery {
+		t.Errorf("WebhookFunction: Timeout %d s, but one delivery may take %v (%d attempts of %v, and the waits between them)",
+			c.timeout, delivery, webhook.DefaultAttempts, webhook.DefaultAttemptTimeout)
+	}
+
+	// The thumbnails' resource covers the keys the Thumbnail function
+	// writes (upload.ThumbnailKey) and no uploaded file's; S3's * matches
+	// across slashes.
+	thumbnails := s3KeyPattern(thumbnailsResource)
+	if key := upload.ThumbnailKey("dev", devstack.SeedUserID, seedMocID); !thumbnails.MatchString(key) {
+		t.Errorf("%s does not cover the thumbnail key %s", thumbnailsResource, key)
+	}
+	for _, key := range []string{
+		"dev/moc-instructions/" + devstack.SeedUserID + "/" + devstack.SeedSessionID + "/image/" + devstack.SeedImageFileID + ".png",
+		"dev/moc-instructions/" + devstack.SeedUserID + "/" + devstack.SeedSessionID + "/thumbnail/" + devstack.SeedImageFileID + ".jpg",
+		"prod/moc-instructions/u/m/thumbnail.jpg",
+	} {
+		if thumbnails.MatchString(key) {
+			t.Errorf("%s covers %s, which is not a thumbnail of the stage dev", thumbnailsResource, key)
+		}
+	}
+
+	q, err := tmpl.GetSQSQueueWithName(deadLetterQueueID)
+	if err != nil {
+		t.Fatalf("no AWS::SQS::Queue %s", deadLetterQueueID)
+	}
+	if q.SqsManagedSseEnabled == nil || !*q.SqsManagedSseEnabled || q.KmsMasterKeyId != nil {
+		t.Errorf("%s: want SqsManagedSseEnabled (SSE-SQS: the functions' roles need no KMS access)", deadLetterQueueID)
+	}
+	if q.FifoQueue != nil && *q.FifoQueue {
+		t.Errorf("%s: a FIFO queue cannot be an on-failure destination", deadLetterQueueID)
+	}
+	if got := intOr(q.MessageRetentionPeriod, 0); got != 14*24*60*60 {
+		t.Errorf("%s: MessageRetentionPeriod = %d, want 14 days (1209600)", deadLetterQueueID, got)
+	}
+	if out, ok := tmpl.Outputs[deadLetterQueueOutput]; !ok || out.Value != deadLetterQueueID {
+		t.Errorf("output %s = %v, want !Ref %s (the queue's URL)", deadLetterQueueOutput, out.Value, deadLetterQueueID)
+	}
+}
+
+// s3KeyPattern turns an object ARN of the template (as loadTemplate
+// shows it: "${UploadBucket.Arn}/${Stage}/…") into a pattern of the keys it
+// covers for the stage dev.
+func s3KeyPattern(resource string) *regexp.Regexp {
+	key := strings.TrimPrefix(resource, "${UploadBucket.Arn}/")
+	key = strings.ReplaceAll(key, "${Stage}", "dev")
+	return regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(key), `\*`, ".*") + "$")
+}
+
+func intOr(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// checkAsyncConfig checks fn's EventInvokeConfig against c: the retries,
+// an event age that leaves room for them (and, for the Sweeper, no longer
+// than its period: a late sweep would meet the next one), and the
+// on-failure destination.
+func checkAsyncConfig(t *testing.T, id string, fn *serverless.Function, c asyncConfig) {
+	t.Helper()
+	cfg := fn.EventInvokeConfig
+	if cfg == nil {
+		t.Errorf("%s: no EventInvokeConfig: Lambda's defaults (2 retries, events kept 6 hours) would apply", id)
+		return
+	}
+	if cfg.MaximumRetryAttempts == nil || *cfg.MaximumRetryAttempts != c.retries {
+		t.Errorf("%s: EventInvokeConfig.MaximumRetryAttempts = %v, want %d (%d invocations)", id, intOr(cfg.MaximumRetryAttempts, -1), c.retries, c.retries+1)
+	}
+	if c.retries > 0 && retrySpan(c) >= redispatchAfter {
+		t.Errorf("%s: %d invocations may take %v, not less than the Sweeper's %v: it would invoke the job again while Lambda still retries it", id, c.retries+1, retrySpan(c), redispatchAfter)
+	}
+	switch age := time.Duration(intOr(cfg.MaximumEventAgeInSeconds, 0)) * time.Second; {
+	case age == 0:
+		t.Errorf("%s: EventInvokeConfig.MaximumEventAgeInSeconds unset: events would wait up to 6 hours", id)
+	case age < time.Minute || age > maxEventAge:
+		t.Errorf("%s: EventInvokeConfig.MaximumEventAgeInSeconds = %v, out of Lambda's 60 s to 6 h", id, age)
+	case age < retrySpan(c):
+		t.Errorf("%s: EventInvokeConfig.MaximumEventAgeInSeconds = %v cuts short its %d invocations (%v)", id, age, c.retries+1, retrySpan(c))
+	case id == followup.SweeperFunction+"Function":
+		if period, _ := ratePeriod(sweepSchedule); age >= period {
+			t.Errorf("%s: EventInvokeConfig.MaximumEventAgeInSeconds = %v, want less than the schedule's period %v", id, age, period)
+		}
+	}
+
+	var onFailure *serverless.Function_Destination
+	if d := cfg.DestinationConfig; d != nil {
+		onFailure = d.OnFailure
+		if d.OnSuccess != nil {
+			t.Errorf("%s: an OnSuccess destination; only failures are recorded", id)
+		}
+	}
+	switch {
+	case !c.deadLetters && onFailure != nil:
+		t.Errorf("%s: OnFailure destination %q; a failed sweep leaves nothing to redo", id, onFailure.Destination)
+	case c.deadLetters && onFailure == nil:
+		t.Errorf("%s: no OnFailure destination: failed invocations would be dropped silently", id)
+	case c.deadLetters:
+		// Type SQS makes SAM add sqs:SendMessage on the queue to the
+		// role it generates for the function.
+		if str(onFailure.Type) != "SQS" || onFailure.Destination != deadLetterQueueID+".Arn" {
+			t.Errorf("%s: OnFailure = {Type: %q, Destination: %q}, want {Type: SQS, Destination: !GetAtt %s.Arn}", id, str(onFailure.Type), onFailure.Destination, deadLetterQueueID)
+		}
+		if fn.Role != nil {
+			t.Errorf("%s: has a Role; SAM grants the on-failure queue's sqs:SendMessage only to a role it generates", id)
+		}
+	}
+}
+
+// checkSweepSchedule checks that the Sweeper runs on sweepSchedule, whose
+// period is the redispatch threshold: a lost job is redone 5 to 10
+// minutes after finalize.
+func checkSweepSchedule(t *testing.T, id string, fn *serverless.Function) {
+	t.Helper()
+	if len(fn.Events) != 1 {
+		t.Errorf("%s: %d events, want one Schedule", id, len(fn.Events))
+	}
+	var found bool
+	for name, ev := range fn.Events {
+		if ev.Type != "Schedule" || ev.Properties == nil || ev.Properties.ScheduleEvent == nil {
+			t.Errorf("%s: event %s of type %s, want a Schedule", id, name, ev.Type)
+			continue
+		}
+		found = true
+		se := ev.Properties.ScheduleEvent
+		if se.Schedule != sweepSchedule {
+			t.Errorf("%s: event %s: Schedule = %q, want %q", id, name, se.Schedule, sweepSchedule)
+		}
+		if se.Enabled != nil && !*se.Enabled {
+			t.Errorf("%s: event %s is disabled", id, name)
+		}
+		if se.Input != nil {
+			t.Errorf("%s: event %s has an Input; the Sweeper takes EventBridge's scheduled event (events/Sweeper.json)", id, name)
+		}
+	}
+	if !found {
+		t.Errorf("%s: no Schedule event: nothing would sweep", id)
+	}
+	if period, err := ratePeriod(sweepSchedule); err != nil || period != redispatchAfter {
+		t.Errorf("sweepSchedule %q: period %v (%v), want the redispatch threshold %v", sweepSchedule, period, err, redispatchAfter)
+	}
+}
+
+// ratePeriod reads EventBridge's rate(<n> <unit>).
+func ratePeriod(expr string) (time.Duration, error) {
+	inner, ok := strings.CutPrefix(expr, "rate(")
+	inner, ok2 := strings.CutSuffix(inner, ")")
+	n, unit, ok3 := strings.Cut(inner, " ")
+	v, err := strconv.Atoi(n)
+	if !ok || !ok2 || !ok3 || err != nil || v < 1 {
+		return 0, fmt.Errorf("not rate(<n> <unit>)")
+	}
+	units := map[string]time.Duration{"minute": time.Minute, "minutes": time.Minute, "hour": time.Hour, "hours": time.Hour, "day": 24 * time.Hour, "days": 24 * time.Hour}
+	u, ok := units[unit]
+	if !ok {
+		return 0, fmt.Errorf("unit %q", unit)
+	}
+	return time.Duration(v) * u, nil
+}
+
+// The deployment's follow-up parameters: both features off unless asked
+// for, and the webhook's secret, like the database URL, never echoed.
+func TestTemplateFollowUpParameters(t *testing.T) {
+	tmpl := loadTemplate(t)
+	for _, c := range []struct {
+		name     string
+		def      string
+		noEcho   bool
+		allowed  []any
+		patterns map[string]bool // value → accepted by AllowedPattern
+	}{
+		{name: "EnableThumbnailGeneration", def: "false", allowed: []any{"true", "false"}},
+		{name: "MocFinalizeWebhookUrl", def: "", patterns: map[string]bool{
+			"": true, "https://hooks.example/moc": true, "http://10.0.0.7:8080/hook": true, "ftp://x": false, "hooks.example": false,
+		}},
+		{name: "MocFinalizeWebhookSecret", def: "", noEcho: true, patterns: map[string]bool{
+			"":                                       true,
+			"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw": true, // the spec's example: 24 bytes
+			"whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=":                                             true, // 32 bytes, padded
+			"whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==": true, // 64 bytes
+			"whsec_":                                 false,
+			"whsec_c2hvcnQ=":                         false, // 5 bytes
+			"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":       false, // no prefix
+			"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa-w": false, // URL-safe base64
+		}},
+		{name: "DatabaseUrl", noEcho: true},
+	} {
+		p, ok := tmpl.Parameters[c.name]
+		if !ok {
+			t.Errorf("no parameter %s", c.name)
+			continue
+		}
+		if c.name != "DatabaseUrl" && p.Default != c.def {
+			t.Errorf("parameter %s: Default = %#v, want %q", c.name, p.Default, c.def)
+		}
+		if got := p.NoEcho != nil && *p.NoEcho; got != c.noEcho {
+			t.Errorf("parameter %s: NoEcho = %v, want %v", c.name, got, c.noEcho)
+		}
+		if c.allowed != nil && !slices.Equal(p.AllowedValues, c.allowed) {
+			t.Errorf("parameter %s: AllowedValues = %v, want %v", c.name, p.AllowedValues, c.allowed)
+		}
+		if len(c.patterns) > 0 {
+			if p.AllowedPattern == nil {
+				t.Errorf("parameter %s: no AllowedPattern", c.name)
+				continue
+			}
+			re := regexp.MustCompile(*p.AllowedPattern)
+			for v, want := range c.patterns {
+				if got := re.MatchString(v); got != want {
+					t.Errorf("parameter %s: AllowedPattern %q accepts %q: %v, want %v", c.name, *p.AllowedPattern, v, got, want)
+				}
+			}
+		}
+	}
 }
 
 // The stage the functions post to (WEBSOCKET_ENDPOINT's ${Stage}) is the
@@ -733,8 +1192,13 @@ func TestTemplateServesNothingElse(t *testing.T) {
 			t.Errorf("function %s is in the template but no route of httpapi.Routes names it", id)
 		}
 		for name, ev := range fn.Events {
-			if ev.Type == "Api" {
+			switch {
+			case ev.Type == "Api":
 				t.Errorf("%s: event %s is a REST API (Api) event; routes are HttpApi events", id, name)
+			case ev.Type != "HttpApi" && id != followup.SweeperFunction+"Function":
+				// The Sweeper's schedule is the one other event
+				// (TestTemplateFollowUpFunctions).
+				t.Errorf("%s: event %s of type %s: only the Sweeper runs on anything but an HttpApi route", id, name, ev.Type)
 			}
 		}
 		for name, ev := range httpAPIEvents(fn) {
@@ -861,6 +1325,73 @@ func TestEveryRouteHasMainAndEvent(t *testing.T) {
 				t.Errorf("route %q: functions/%s/main.go: %v", rt.RouteKey(), rt.Function, err)
 			}
 			checkEvent(t, rt, filepath.Join(eventsDir, rt.Function+".json"))
+		})
+	}
+}
+
+// traceparentPattern is a W3C trace context traceparent (version 00).
+var traceparentPattern = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// jobKinds is the outbox kind of the jobs each job function does.
+var jobKinds = map[string]string{
+	followup.ThumbnailFunction: followup.KindThumbnail,
+	followup.WebhookFunction:   followup.KindWebhook,
+}
+
+// Every follow-up function has its main and a sample event its invoker
+// could have sent: a followup.Job of its kind (what Finalize and the
+// Sweeper invoke it with) or, for the Sweeper, EventBridge's scheduled
+// event.
+func TestEveryFollowUpFunctionHasMainAndEvent(t *testing.T) {
+	for _, f := range followup.Functions {
+		t.Run(f, func(t *testing.T) {
+			if _, err := os.Stat(filepath.Join(f, "main.go")); err != nil {
+				t.Errorf("followup.Functions names %s: functions/%s/main.go: %v", f, f, err)
+			}
+			path := filepath.Join(eventsDir, f+".json")
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%s: sample event: %v", f, err)
+			}
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if f == followup.SweeperFunction {
+				var ev events.EventBridgeEvent
+				if err := dec.Decode(&ev); err != nil {
+					t.Fatalf("%s: not an EventBridge event: %v", path, err)
+				}
+				if ev.Version != "0" || ev.Source != "aws.events" || ev.DetailType != "Scheduled Event" {
+					t.Errorf("%s: version %q, source %q, detail-type %q; want 0, aws.events, Scheduled Event", path, ev.Version, ev.Source, ev.DetailType)
+				}
+				if ev.ID == "" || ev.Time.IsZero() || ev.Region == "" || len(ev.AccountID) != 12 {
+					t.Errorf("%s: lacks id, time, region or account", path)
+				}
+				if len(ev.Resources) != 1 || !regexp.MustCompile(`^arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:rule/.+$`).MatchString(ev.Resources[0]) {
+					t.Errorf("%s: resources = %v, want the schedule's rule ARN", path, ev.Resources)
+				}
+				if string(ev.Detail) != "{}" {
+					t.Errorf("%s: detail = %s, want {} (a scheduled event has none)", path, ev.Detail)
+				}
+				return
+			}
+			var job followup.Job
+			if err := dec.Decode(&job); err != nil {
+				t.Fatalf("%s: not a followup.Job: %v", path, err)
+			}
+			if job.Kind != jobKinds[f] {
+				t.Errorf("%s: kind %q, want %q", path, job.Kind, jobKinds[f])
+			}
+			for name, v := range map[string]string{"outboxId": job.OutboxID, "mocId": job.MocID} {
+				if _, err := uuid.Parse(v); err != nil || len(v) != 36 {
+					t.Errorf("%s: %s %q is not a UUID", path, name, v)
+				}
+			}
+			if job.MocID != seedMocID {
+				t.Errorf("%s: mocId %s, want the seed's existing MOC %s (TestBootstrapsUnderRIE checks it is left alone)", path, job.MocID, seedMocID)
+			}
+			if job.TraceParent != "" && !traceparentPattern.MatchString(job.TraceParent) {
+				t.Errorf("%s: traceparent %q is not a W3C traceparent", path, job.TraceParent)
+			}
 		})
 	}
 }

@@ -3,9 +3,9 @@
 // set), versitygw as the S3-compatible server (unless S3_ENDPOINT is set),
 // the migrations, the bucket (with template.yaml's CORS rule when the S3
 // server is the stack's own, so that browsers can PUT to presigned URLs),
-// and the local HTTP API and WebSocket API gateways in front of the same
-// Lambda handlers the functions run. `make local`, `make seed`, `make
-// replay` and the end-to-end test all start it through Start.
+// and the local HTTP API and WebSocket API gateways and Lambda Invoke API in
+// front of the same Lambda handlers the functions run. `make local`, `make
+// seed`, `make replay` and the end-to-end test all start it through Start.
 package devstack
 
 import (
@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -22,9 +23,11 @@ import (
 	"time"
 
 	"github.com/mocbuilders/moc-upload/local/gateway"
+	"github.com/mocbuilders/moc-upload/local/invoke"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/local/wsgateway"
 	"github.com/mocbuilders/moc-upload/shared/app"
+	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/wsapi"
@@ -50,6 +53,12 @@ type Options struct {
 	// WEBSOCKET_ENDPOINT=http://<WebSocketAddr>, its management API. Empty:
 	// WEBSOCKET_ENDPOINT is as the environment has it (unset: no events).
 	WebSocketAddr string
+	// LambdaAddr is where the stack's Lambda Invoke API listens (host:port,
+	// e.g. the address of the listener given to ServeInvoke). When set and
+	// LAMBDA_ENDPOINT is not, the functions invoke their follow-up work at
+	// LAMBDA_ENDPOINT=http://<LambdaAddr>. Empty: LAMBDA_ENDPOINT is as the
+	// environment has it.
+	LambdaAddr string
 }
 
 // Stack is a running local stack.
@@ -105,6 +114,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	if o.WebSocketAddr != "" && o.Getenv("WEBSOCKET_ENDPOINT") == "" {
 		env["WEBSOCKET_ENDPOINT"] = "http://" + o.WebSocketAddr
+	}
+	if o.LambdaAddr != "" && o.Getenv("LAMBDA_ENDPOINT") == "" {
+		env["LAMBDA_ENDPOINT"] = "http://" + o.LambdaAddr
 	}
 	if s.Config, err = app.ConfigFrom(getenv); err != nil {
 		return nil, err
@@ -236,6 +248,75 @@ func (s *Stack) ServeWebSocket(ctx context.Context, ln net.Listener, opts wsgate
 		gw.Close()
 	}()
 	err = srv.Serve(ln)
+	cancel()
+	<-stopped
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// AsyncRetryAttempts are the async functions' MaximumRetryAttempts, as
+// template.yaml's EventInvokeConfig sets them (Lambda's default, 2, is
+// never left in force there).
+var AsyncRetryAttempts = map[string]int{
+	followup.ThumbnailFunction: 1,
+	followup.WebhookFunction:   0,
+	followup.SweeperFunction:   0,
+}
+
+// AsyncFunctionTimeout is the async functions' Timeout in template.yaml.
+const AsyncFunctionTimeout = 60 * time.Second
+
+// InvokeShutdownTimeout bounds how long ServeInvoke waits, once its
+// context ends, for the async invocations still running.
+const InvokeShutdownTimeout = 30 * time.Second
+
+// InvokeAPI returns the local Lambda Invoke API (what `sam local
+// start-lambda` serves) with the handler of each of followup.Functions.
+// Unset in opts, Timeout is AsyncFunctionTimeout and MaxRetryAttempts
+// AsyncRetryAttempts, as in template.yaml.
+func (s *Stack) InvokeAPI(opts invoke.Options) (*invoke.Server, error) {
+	handlers := map[string]invoke.Handler{}
+	for _, fn := range followup.Functions {
+		h, err := s.App.AsyncHandler(fn)
+		if err != nil {
+			return nil, err
+		}
+		handlers[fn] = h
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = AsyncFunctionTimeout
+	}
+	if opts.MaxRetryAttempts == nil {
+		opts.MaxRetryAttempts = maps.Clone(AsyncRetryAttempts)
+	}
+	if opts.Region == "" {
+		opts.Region = s.Config.S3Region
+	}
+	return invoke.New(handlers, opts), nil
+}
+
+// ServeInvoke runs srv (see InvokeAPI) on ln until ctx ends; it then stops
+// taking requests, waits at most InvokeShutdownTimeout for the async
+// invocations still running (dropping the retries still waiting) and
+// returns. Stop the HTTP API first: its requests invoke through srv.
+func ServeInvoke(ctx context.Context, ln net.Listener, srv *invoke.Server) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelShutdown()
+		_ = hs.Shutdown(shutdown) // RequestResponse invocations finish here
+		wait, cancelWait := context.WithTimeout(context.Background(), InvokeShutdownTimeout)
+		defer cancelWait()
+		_ = srv.Close(wait) // logs what it gives up on
+	}()
+	err := hs.Serve(ln)
 	cancel()
 	<-stopped
 	if errors.Is(err, http.ErrServerClosed) {

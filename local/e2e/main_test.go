@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/gateway"
+	"github.com/mocbuilders/moc-upload/local/invoke"
 	"github.com/mocbuilders/moc-upload/local/wsgateway"
 )
 
@@ -34,8 +36,11 @@ var (
 	// wsURL is the local WebSocket API (ws://…/), whose management API the
 	// stack's functions post progress events to.
 	wsURL string
-	db    *pgxpool.Pool
-	s3c   *s3.Client
+	// invokeAPI is the local Lambda invoke API the functions start the
+	// async functions (Thumbnail, Webhook) through; Wait waits for them.
+	invokeAPI *invoke.Server
+	db        *pgxpool.Pool
+	s3c       *s3.Client
 )
 
 // Settings of the stack under test; the daily limit is low so that the
@@ -60,7 +65,19 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	_ = os.Chmod(dir, 0o755)
+	// The webhook receiver runs for the whole package: every finalize
+	// sends moc.finalized to it.
+	hooks = newHookReceiver()
+	defer hooks.Close()
+	testEnv["MOC_FINALIZE_WEBHOOK_URL"] = hooks.URL + "/hooks/moc-finalized"
+	testEnv["MOC_FINALIZE_WEBHOOK_SECRET"] = hookSecret
+	testEnv["WEBHOOK_RETRY_BASE_DELAY_MS"] = "50"
 	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	lambdaLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -69,6 +86,7 @@ func run(m *testing.M) int {
 		DataDir: dir, Fast: true, // ports 0: free ones, never a running server's
 		Getenv:        func(k string) string { return testEnv[k] },
 		WebSocketAddr: wsLn.Addr().String(),
+		LambdaAddr:    lambdaLn.Addr().String(),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start the local stack:", err)
@@ -81,6 +99,15 @@ func run(m *testing.M) int {
 	// Before the stack closes: the $disconnect handlers need the database.
 	defer func() { stopWS(); <-wsDone }()
 	wsURL = "ws://" + wsLn.Addr().String() + "/"
+	// A failing Thumbnail is retried at once, not after Lambda's minute.
+	if invokeAPI, err = st.InvokeAPI(invoke.Options{RetryDelays: []time.Duration{0}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	invCtx, stopInvoke := context.WithCancel(ctx)
+	invDone := make(chan error, 1)
+	go func() { invDone <- devstack.ServeInvoke(invCtx, lambdaLn, invokeAPI) }()
+	defer func() { stopInvoke(); <-invDone }()
 	gw, err := st.Gateway(gateway.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -3,13 +3,16 @@ package app
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/progress"
 	"github.com/mocbuilders/moc-upload/shared/upload"
+	"github.com/mocbuilders/moc-upload/shared/webhook"
 )
 
 // Config is everything a function reads from its environment, once, at
@@ -42,6 +45,34 @@ type Config struct {
 	// from the function's role); the WebSocket management client signs
 	// with all three.
 	AWSSessionToken string
+
+	// Follow-up work of finalize (package followup).
+
+	// ThumbnailsEnabled (ENABLE_THUMBNAIL_GENERATION, default false): make
+	// a 300x300 JPEG of each new MOC's first image, asynchronously.
+	ThumbnailsEnabled bool
+	// WebhookURL (MOC_FINALIZE_WEBHOOK_URL, optional): where the
+	// moc.finalized webhook is POSTed; unset, none is sent.
+	WebhookURL string
+	// WebhookSecret (MOC_FINALIZE_WEBHOOK_SECRET, optional): the Standard
+	// Webhooks secret ("whsec_…") that signs it; unset, it is unsigned.
+	WebhookSecret string
+	// WebhookBaseDelay (WEBHOOK_RETRY_BASE_DELAY_MS, default 1000): the
+	// wait after the webhook's first failed attempt, doubled after each.
+	WebhookBaseDelay time.Duration
+	// ThumbnailFunction and WebhookFunction (THUMBNAIL_FUNCTION_NAME,
+	// WEBHOOK_FUNCTION_NAME; default "Thumbnail", "Webhook"): the function
+	// name or ARN Lambda's Invoke is given for each kind of work.
+	ThumbnailFunction string
+	WebhookFunction   string
+	// RedispatchAfter (OUTBOX_REDISPATCH_AFTER_SECONDS, default 300): how
+	// long the Sweeper lets a dispatched job stay undone before it
+	// dispatches it again.
+	RedispatchAfter time.Duration
+	// LambdaEndpoint (LAMBDA_ENDPOINT, optional): a Lambda Invoke API
+	// endpoint, such as the local stack's (http://127.0.0.1:3002); unset,
+	// AWS Lambda.
+	LambdaEndpoint string
 }
 
 // ConfigFromEnv reads and checks the configuration; the error lists every
@@ -76,6 +107,17 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 		}
 		return n
 	}
+	boolean := func(name string) bool {
+		v := str(name, "")
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s must be true or false, got %q", name, v))
+		}
+		return b
+	}
 	mb := func(name string, def int64) int64 {
 		return int64(num(name, int(def/upload.MiB), 1)) * upload.MiB
 	}
@@ -106,6 +148,30 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 
 		AWSSessionToken:   str("AWS_SESSION_TOKEN", ""),
 		WebSocketEndpoint: strings.TrimRight(str("WEBSOCKET_ENDPOINT", ""), "/"),
+
+		ThumbnailsEnabled: boolean("ENABLE_THUMBNAIL_GENERATION"),
+		WebhookURL:        str("MOC_FINALIZE_WEBHOOK_URL", ""),
+		WebhookSecret:     str("MOC_FINALIZE_WEBHOOK_SECRET", ""),
+		WebhookBaseDelay:  time.Duration(num("WEBHOOK_RETRY_BASE_DELAY_MS", 1000, 0)) * time.Millisecond,
+		ThumbnailFunction: str("THUMBNAIL_FUNCTION_NAME", followup.ThumbnailFunction),
+		WebhookFunction:   str("WEBHOOK_FUNCTION_NAME", followup.WebhookFunction),
+		RedispatchAfter:   time.Duration(num("OUTBOX_REDISPATCH_AFTER_SECONDS", 300, 1)) * time.Second,
+		LambdaEndpoint:    strings.TrimRight(str("LAMBDA_ENDPOINT", ""), "/"),
+	}
+	if c.WebhookURL != "" {
+		// The errors name what is wrong, never the secret.
+		if _, err := webhook.New(c.WebhookURL, c.WebhookSecret); err != nil {
+			problems = append(problems, "MOC_FINALIZE_WEBHOOK_URL / MOC_FINALIZE_WEBHOOK_SECRET: "+err.Error())
+		}
+	} else if c.WebhookSecret != "" {
+		if err := webhook.CheckSecret(c.WebhookSecret); err != nil {
+			problems = append(problems, "MOC_FINALIZE_WEBHOOK_SECRET: "+err.Error())
+		}
+	}
+	if c.LambdaEndpoint != "" {
+		if u, err := url.Parse(c.LambdaEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, fmt.Sprintf("LAMBDA_ENDPOINT must be an http:// or https:// URL, got %q", c.LambdaEndpoint))
+		}
 	}
 	if c.WebSocketEndpoint != "" {
 		if err := progress.CheckEndpoint(c.WebSocketEndpoint); err != nil {

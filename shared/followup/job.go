@@ -5,6 +5,50 @@
 // in the transaction that creates the MOC, then invokes its function; the
 // Sweeper invokes again what was not done in time, so a crash between the
 // commit and the invoke delays the work but never drops it.
+//
+// The pieces: [Dispatcher] (finalize's upload.FollowUps: invokes each row's
+// function and records the dispatch), [Thumbnails] and [Webhooks] (the
+// Thumbnail and Webhook functions' jobs), [Sweeper] (the scheduled Sweeper
+// function). Their ports, [JobStore], [SweepStore], [DispatchStore] and
+// [ThumbnailBlob], are implemented by packages postgres and s3blob; the
+// [Invoker] by package invoke.
+//
+// # Configuration
+//
+// Package app reads the environment:
+//
+//	ENABLE_THUMBNAIL_GENERATION      finalize leaves a thumbnail job for a MOC with an image (default false)
+//	MOC_FINALIZE_WEBHOOK_URL         finalize leaves a webhook job; where it is POSTed (unset: none)
+//	MOC_FINALIZE_WEBHOOK_SECRET      Standard Webhooks secret "whsec_…" signing it (unset: unsigned)
+//	WEBHOOK_RETRY_BASE_DELAY_MS      first wait between webhook attempts, doubled after each (default 1000)
+//	THUMBNAIL_FUNCTION_NAME          function (name or ARN) invoked for thumbnails (default Thumbnail)
+//	WEBHOOK_FUNCTION_NAME            function invoked for webhooks (default Webhook)
+//	OUTBOX_REDISPATCH_AFTER_SECONDS  a dispatched row still pending this long is dispatched again (default 300)
+//	LAMBDA_ENDPOINT                  Lambda Invoke API endpoint (unset: AWS; the local stack sets its own)
+//
+// # Considerations
+//
+// Delivery is at least once and every job is idempotent: a job whose row
+// is no longer pending does nothing; the thumbnail's key depends on the
+// MOC only; the webhook's webhook-id is the row's id.
+//
+// Who retries what. Finalize dispatches each row once ([DefaultDispatchTimeout]
+// bounds it; a refused invoke is logged and the row is due at the next
+// sweep). The Sweeper dispatches a pending row again when its last dispatch
+// is OUTBOX_REDISPATCH_AFTER_SECONDS old (or was refused), and gives it up
+// (failed) after [DefaultMaxDispatches] dispatches in all. Per dispatch:
+//
+//   - Thumbnail returns an error only when a retry can help (S3 or the
+//     database failing), so Lambda runs it 1 + MaximumRetryAttempts times
+//     (the template sets 1: 2 runs); a bad, missing or oversized image is a
+//     final answer (thumbnail failed, row done, no error).
+//   - Webhook never returns an error, so Lambda never runs it again: one run
+//     per dispatch, which makes at most webhook.Sender's Attempts (4) HTTP
+//     requests — 4 × (1 + MaximumRetryAttempts, which the template sets to
+//     0) = 4. ErrRejected or ErrExhausted fail the row (logged at ERROR);
+//     only a run cut short by its deadline leaves the row to the Sweeper,
+//     whose next dispatch makes up to 4 more requests, with the same
+//     webhook-id.
 package followup
 
 import "context"

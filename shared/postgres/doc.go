@@ -18,8 +18,9 @@
 //
 // The migrations are the SQL files in migrations/, embedded in the binary
 // and applied in version order by [Migrate]. They keep the table and column
-// names of the service this one replaces. Never edit a released migration:
-// add a new file with the next version number.
+// names of the service this one replaces; 00003 adds the outbox of the
+// work that follows a finalize (outbox.go, package followup). Never edit a
+// released migration: add a new file with the next version number.
 //
 // # Considerations
 //

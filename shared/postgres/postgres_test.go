@@ -175,8 +175,8 @@ func TestMigrateDownAndUp(t *testing.T) {
 		}
 		return n
 	}
-	if n := tables(); n != 7 {
-		t.Fatalf("%d tables after Up, want 7", n)
+	if n := tables(); n != 8 {
+		t.Fatalf("%d tables after Up, want 8", n)
 	}
 	db := stdlib.OpenDBFromPool(s.Pool())
 	defer db.Close()

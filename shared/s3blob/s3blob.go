@@ -1,6 +1,7 @@
 package s3blob
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -70,6 +71,7 @@ type S3API interface {
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 }
 
 // Presigner is the part of *s3.PresignClient that Blob calls.
@@ -291,6 +293,30 @@ func (b *Blob) AbortMultipartUpload(ctx context.Context, key, uploadID string) e
 	})
 	if err != nil {
 		return wrap(err, "s3: abort multipart upload of %s", key)
+	}
+	return nil
+}
+
+// PutObject stores body as key in one PUT (for small objects the service
+// makes itself, such as thumbnails), with contentType and, when Config.SSE
+// is set, server-side encryption as CreateMultipartUpload. Putting the same
+// key again replaces the object. The body is seekable, so the SDK's
+// retryer may send it again.
+func (b *Blob) PutObject(ctx context.Context, key, contentType string, body []byte) error {
+	in := &s3.PutObjectInput{
+		Bucket:        &b.cfg.Bucket,
+		Key:           &key,
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+	}
+	if contentType != "" {
+		in.ContentType = &contentType
+	}
+	if b.cfg.SSE != "" {
+		in.ServerSideEncryption = types.ServerSideEncryption(b.cfg.SSE)
+	}
+	if _, err := b.api.PutObject(ctx, in); err != nil {
+		return wrap(err, "s3: put %s", key)
 	}
 	return nil
 }

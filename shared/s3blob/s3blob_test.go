@@ -923,3 +923,119 @@ func (c *countingLister) ListParts(ctx context.Context, in *s3.ListPartsInput, o
 	c.calls.Add(1)
 	return c.S3API.ListParts(ctx, in, optFns...)
 }
+
+// putSpy records the PutObject requests it forwards.
+type putSpy struct {
+	S3API
+	puts []*s3.PutObjectInput
+}
+
+func (p *putSpy) PutObject(ctx context.Context, in *s3.PutObjectInput, o ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	p.puts = append(p.puts, in)
+	return p.S3API.PutObject(ctx, in, o...)
+}
+
+func TestPutObject(t *testing.T) {
+	_, c, cfg := newBlob(t)
+	ctx := t.Context()
+	spy := &putSpy{S3API: c}
+	b := NewWithClient(spy, nil, cfg)
+	key := "dev/moc-instructions/u1/m1/thumbnail.jpg"
+
+	first, second := genBytes(7, 3000), genBytes(8, 1000)
+	for _, data := range [][]byte{first, second} {
+		if err := b.PutObject(ctx, key, "image/jpeg", data); err != nil {
+			t.Fatalf("PutObject: %v", err)
+		}
+	}
+	// Putting the key again replaced the object.
+	if got := getObject(t, c, cfg.Bucket, key); !bytes.Equal(got, second) {
+		t.Fatalf("object = %d bytes, want the second put's %d", len(got), len(second))
+	}
+	head, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &cfg.Bucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := aws.ToString(head.ContentType); ct != "image/jpeg" {
+		t.Errorf("Content-Type = %q, want image/jpeg", ct)
+	}
+	if size, err := b.Head(ctx, key); err != nil || size != int64(len(second)) {
+		t.Errorf("Head = %d, %v", size, err)
+	}
+	// Encrypted as multipart uploads are; without SSE, no header.
+	offCfg := cfg
+	offCfg.SSE = ""
+	if err := NewWithClient(spy, nil, offCfg).PutObject(ctx, "sse/plain", "", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var sse []string
+	for _, in := range spy.puts {
+		sse = append(sse, string(in.ServerSideEncryption))
+	}
+	if want := []string{"AES256", "AES256", ""}; fmt.Sprint(sse) != fmt.Sprint(want) {
+		t.Errorf("SSE headers sent = %q, want %q", sse, want)
+	}
+	if in := spy.puts[2]; in.ContentType != nil {
+		t.Errorf("Content-Type sent for an empty contentType: %q", *in.ContentType)
+	}
+}
+
+// TestPutObjectRetries: the body is in memory and seekable, so the SDK's
+// retryer sends it again after a store that read it and answered 503; a
+// store that stays down is ErrUnavailable.
+func TestPutObjectRetries(t *testing.T) {
+	cfg := s3env(t)
+	upstream, err := url.Parse(cfg.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var puts, failFirst atomic.Int32
+	failFirst.Store(1)
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			puts.Add(1)
+			if failFirst.Add(-1) >= 0 {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	pcfg := cfg
+	pcfg.Endpoint = srv.URL
+	c, err := NewClient(t.Context(), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewWithClient(withRetryer(c, 3), nil, pcfg)
+	key := "retry/thumbnail.jpg"
+	data := genBytes(9, 64<<10)
+	if err := b.PutObject(t.Context(), key, "image/jpeg", data); err != nil {
+		t.Fatalf("PutObject: %v", err)
+	}
+	if n := puts.Load(); n != 2 {
+		t.Errorf("%d PUTs, want 2 (one refused, one retried)", n)
+	}
+	direct, err := NewClient(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getObject(t, direct, cfg.Bucket, key); !bytes.Equal(got, data) {
+		t.Fatal("object differs from what was put")
+	}
+
+	puts.Store(0)
+	failFirst.Store(100)
+	err = b.PutObject(t.Context(), key, "image/jpeg", data)
+	if !errors.Is(err, upload.ErrUnavailable) || !strings.Contains(err.Error(), key) {
+		t.Errorf("PutObject on a store that stays down: %v, want ErrUnavailable naming the key", err)
+	}
+	if n := puts.Load(); n != 3 {
+		t.Errorf("%d PUTs, want 3 (the retryer's attempts)", n)
+	}
+}

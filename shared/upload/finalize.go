@@ -78,12 +78,17 @@ type FileFailure struct {
 // files and marks the session completed in one transaction. The session row
 // stays locked throughout, so a concurrent or repeated finalize waits and
 // then gets the MOC this one made, with resumed set.
+//
+// The same transaction writes the work that follows (the thumbnail, the
+// webhook) to the outbox; once it committed, that work is handed to
+// FollowUps, which neither fails nor holds up the finalize.
 func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeRequest) (moc *Moc, resumed bool, err error) {
 	req.Title = strings.TrimSpace(req.Title)
 	var refused error
 	var news []PartCompleted
+	var work []FollowUp
 	err = s.Store.InTx(ctx, func(tx Tx) error {
-		news = nil
+		news, work = nil, nil
 		sess, err := getSession(ctx, tx, userID, req.SessionID, true)
 		if err != nil {
 			return err
@@ -126,6 +131,13 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		if moc, err = s.insertMoc(ctx, tx, sess, files, req); err != nil {
 			return err
 		}
+		// The work that follows goes into the outbox with the MOC: both
+		// commit, or neither.
+		if work = s.followUps(moc); len(work) > 0 {
+			if err := tx.InsertOutbox(ctx, work); err != nil {
+				return err
+			}
+		}
 		now := s.now()
 		sess.Status, sess.FinalizedAt, sess.MocID, sess.UpdatedAt = SessionCompleted, &now, &moc.ID, now
 		return tx.UpdateSession(ctx, sess)
@@ -143,6 +155,11 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	// A repeat finds the work its first run recorded already started, or
+	// left to the sweeper; it starts nothing again.
+	if !resumed && len(work) > 0 && s.FollowUps != nil {
+		s.FollowUps.Dispatch(ctx, work)
 	}
 	if !resumed && s.Progress != nil {
 		s.Progress.SessionFinalized(ctx, SessionFinalized{SessionID: moc.UploadSessionID, MocID: moc.ID})
@@ -439,21 +456,17 @@ func (s *Service) insertMoc(ctx context.Context, tx Tx, sess *Session, files []F
 			})
 		}
 	}
-	// The old service used the first image as the thumbnail.
-	if img := m.firstImage(); img != nil {
+	switch img := m.FirstImage(); {
+	case img == nil:
+	case s.ThumbnailsEnabled:
+		// Made after the commit (package followup); no URL until then.
+		m.ThumbnailStatus = ThumbnailPending
+	default:
+		// The old service used the first image as the thumbnail.
 		m.ThumbnailURL = &img.FileURL
 	}
 	if err := tx.InsertMoc(ctx, m); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func (m *Moc) firstImage() *MocFile {
-	for i := range m.Files {
-		if c := m.Files[i].Category; c == CategoryImage || c == CategoryThumbnail {
-			return &m.Files[i]
-		}
-	}
-	return nil
 }

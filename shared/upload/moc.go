@@ -30,7 +30,9 @@ func (s *Service) GetMoc(ctx context.Context, userID, mocID string) (*MocDetails
 	return s.Details(ctx, m)
 }
 
-// Details presigns the MOC's download URLs and its thumbnail URL.
+// Details presigns the MOC's download URLs and its thumbnail URL: the
+// generated thumbnail once it is ready, none while it is pending or
+// failed, and the first image when thumbnails are not generated.
 func (s *Service) Details(ctx context.Context, m *Moc) (*MocDetails, error) {
 	d := &MocDetails{Moc: m, DownloadURLs: make(map[string]string, len(m.Files))}
 	for i := range m.Files {
@@ -44,13 +46,22 @@ func (s *Service) Details(ctx context.Context, m *Moc) (*MocDetails, error) {
 		}
 		d.DownloadURLs[f.ID] = u
 	}
-	// Until thumbnails are generated, the first image is the thumbnail,
-	// as in the old service.
-	if m.ThumbnailStatus == ThumbnailNone {
-		if img := m.firstImage(); img != nil {
+	switch m.ThumbnailStatus {
+	case ThumbnailNone:
+		// Without generated thumbnails the first image is the thumbnail,
+		// as in the old service.
+		if img := m.FirstImage(); img != nil {
 			u := d.DownloadURLs[img.ID]
 			d.ThumbnailURL = &u
 		}
+	case ThumbnailReady:
+		u, err := s.Blob.PresignGet(ctx, ThumbnailKey(s.Stage, m.UserID, m.ID), s.DownloadURLTTL)
+		if err != nil {
+			return nil, storageError("presign thumbnail", err)
+		}
+		d.ThumbnailURL = &u
+	default:
+		// pending or failed: no thumbnail to show.
 	}
 	return d, nil
 }

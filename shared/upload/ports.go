@@ -48,6 +48,10 @@ type Tx interface {
 	MocTitleExists(ctx context.Context, userID, title string) (bool, error)
 	// SlugsWithPrefix returns the user's slugs that start with prefix.
 	SlugsWithPrefix(ctx context.Context, userID, prefix string) ([]string, error)
+
+	// InsertOutbox records follow-up work as pending rows of the outbox,
+	// due for dispatch now (by the database's clock).
+	InsertOutbox(ctx context.Context, work []FollowUp) error
 }
 
 // Blob is the object-store port (S3). Errors wrap ErrNotFound for a missing

@@ -25,6 +25,17 @@ type Service struct {
 	// Progress is told what was recorded (nil: nobody is told).
 	Progress Progress
 
+	// ThumbnailsEnabled makes finalize leave a thumbnail to generate for a
+	// MOC with an image (ENABLE_THUMBNAIL_GENERATION); off, the first
+	// image is the thumbnail, as in the old service.
+	ThumbnailsEnabled bool
+	// WebhookEnabled makes finalize leave a moc.finalized webhook to send
+	// (MOC_FINALIZE_WEBHOOK_URL is set).
+	WebhookEnabled bool
+	// FollowUps starts the work a finalize left once it committed (nil:
+	// the work waits in the outbox for the sweeper).
+	FollowUps FollowUps
+
 	Now   func() time.Time
 	NewID func() string
 }

@@ -2,9 +2,9 @@
 // Docker: `make local` (serve), `make seed`, `make replay` and
 // `make migrate` all come here.
 //
-//	moc-local                          start everything, serve the HTTP and WebSocket APIs, Ctrl-C stops
+//	moc-local                          start everything, serve the HTTP, WebSocket and Lambda Invoke APIs, Ctrl-C stops
 //	moc-local seed                     load the sample session and image file
-//	moc-local replay -fn F -event E    run function F's handler on sample event E
+//	moc-local replay -fn F -event E    run function F's handler on sample event E (an HTTP API event, or an async function's payload)
 //	moc-local migrate                  apply migrations to DATABASE_URL
 package main
 
@@ -18,15 +18,20 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/gateway"
+	"github.com/mocbuilders/moc-upload/local/invoke"
 	"github.com/mocbuilders/moc-upload/local/wsgateway"
+	"github.com/mocbuilders/moc-upload/shared/followup"
+	sharedinvoke "github.com/mocbuilders/moc-upload/shared/invoke"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 )
 
@@ -95,7 +100,12 @@ func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("http", envOr("LOCAL_HTTP_ADDR", "127.0.0.1:3000"), "address of the HTTP API")
 	wsAddr := fs.String("ws", envOr("LOCAL_WS_ADDR", "127.0.0.1:3001"), "address of the WebSocket API and its management API")
+	lambdaAddr := fs.String("lambda", envOr("LOCAL_LAMBDA_ADDR", "127.0.0.1:3002"), "address of the Lambda Invoke API")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sweepEvery, err := sweepInterval(os.Getenv("SWEEP_INTERVAL_SECONDS"))
+	if err != nil {
 		return err
 	}
 	opts, err := options()
@@ -109,52 +119,143 @@ func serve(ctx context.Context, args []string) error {
 	if err := gateway.CheckCORSOrigins(gw.CORSOrigins); err != nil {
 		return fmt.Errorf("LOCAL_CORS_ORIGINS: %w", err)
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("HTTP API address %s: %w (set LOCAL_HTTP_ADDR or -http)", *addr, err)
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
 	}
-	wsln, err := net.Listen("tcp", *wsAddr)
+	listen := func(what, addr, how string) (net.Listener, error) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s address %s: %w (set %s)", what, addr, err, how)
+		}
+		listeners = append(listeners, l)
+		return l, nil
+	}
+	ln, err := listen("HTTP API", *addr, "LOCAL_HTTP_ADDR or -http")
 	if err != nil {
-		ln.Close()
-		return fmt.Errorf("WebSocket API address %s: %w (set LOCAL_WS_ADDR or -ws)", *wsAddr, err)
+		return err
+	}
+	wsln, err := listen("WebSocket API", *wsAddr, "LOCAL_WS_ADDR or -ws")
+	if err != nil {
+		return err
+	}
+	lambdaLn, err := listen("Lambda Invoke API", *lambdaAddr, "LOCAL_LAMBDA_ADDR or -lambda")
+	if err != nil {
+		return err
 	}
 	// The functions post progress to this WebSocket API's management API
-	// (WEBSOCKET_ENDPOINT, unless the environment sets it).
+	// (WEBSOCKET_ENDPOINT) and invoke their follow-up work at this Invoke
+	// API (LAMBDA_ENDPOINT), unless the environment sets them.
 	opts.WebSocketAddr = wsln.Addr().String()
+	opts.LambdaAddr = lambdaLn.Addr().String()
 	st, err := devstack.Start(ctx, opts)
 	if err != nil {
-		ln.Close()
-		wsln.Close()
+		closeAll()
 		return err
 	}
 	defer st.Close()
+	invokeAPI, err := st.InvokeAPI(invoke.Options{})
+	if err != nil {
+		closeAll()
+		return err
+	}
+	lambdaEndpoint := "http://" + lambdaLn.Addr().String()
 	c := st.Config
+	// EventBridge's schedule of the Sweeper, played through the Invoke API.
+	scheduler, err := sharedinvoke.New(ctx, sharedinvoke.Config{Endpoint: lambdaEndpoint, Region: c.S3Region})
+	if err != nil {
+		closeAll()
+		return err
+	}
 	fmt.Printf(`
 MOC upload service — local stack
   HTTP API     http://%s   (Authorization: Bearer <any user id>)
   WebSocket    ws://%s/?sessionId=<id>&token=<any user id>   (management API: %s)
+  Lambda       %s   Invoke API of %s (%s)
+               aws lambda invoke --endpoint-url %s --function-name Sweeper out.json
+  sweeper      %s
   PostgreSQL   %s
   S3           %s   bucket %s
   data         %s   (make wipe deletes it; service logs in services.log)
   limits       %s
   CORS         %s
 Ctrl-C stops everything.
-`, ln.Addr(), wsln.Addr(), wsEndpointBanner(wsln.Addr().String()), devstack.Redacted(c.DatabaseURL),
+`, ln.Addr(), wsln.Addr(), wsEndpointBanner(wsln.Addr().String()),
+		lambdaEndpoint, strings.Join(followup.Functions, ", "), lambdaEndpointBanner(lambdaEndpoint), lambdaEndpoint,
+		sweepBanner(sweepEvery), devstack.Redacted(c.DatabaseURL),
 		orAWS(c.S3Endpoint), c.S3Bucket, opts.DataDir,
 		limitsBanner(gw.PayloadLimits), corsBanner(gw.CORSOrigins, os.Getenv("S3_ENDPOINT") == ""))
 
-	// Both APIs run until Ctrl-C; either failing stops the other.
+	// The HTTP and WebSocket APIs run until Ctrl-C; either failing stops
+	// the other. The Invoke API stops after them (their requests invoke
+	// through it), then waits for the async invocations still running.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	invokeCtx, stopInvoke := context.WithCancel(context.Background())
+	defer stopInvoke()
 	errc := make(chan error, 2)
 	go func() { errc <- st.Serve(ctx, ln, gw) }()
 	go func() { errc <- st.ServeWebSocket(ctx, wsln, wsgateway.Options{}) }()
+	invokeErr := make(chan error, 1)
+	go func() {
+		err := devstack.ServeInvoke(invokeCtx, lambdaLn, invokeAPI)
+		if err != nil {
+			cancel()
+		}
+		invokeErr <- err
+	}()
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		invoke.Schedule{Function: followup.SweeperFunction, Every: sweepEvery, Invoker: scheduler, Region: c.S3Region}.Run(ctx)
+	}()
 	err = <-errc
 	cancel()
 	if err2 := <-errc; err == nil {
 		err = err2
 	}
+	<-swept
+	stopInvoke()
+	if err2 := <-invokeErr; err == nil {
+		err = err2
+	}
 	return err
+}
+
+// sweepInterval reads SWEEP_INTERVAL_SECONDS: how often the local stack
+// invokes the Sweeper, as template.yaml's schedule does in AWS (default 60
+// seconds locally; "off" or 0: never).
+func sweepInterval(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	switch {
+	case v == "":
+		return 60 * time.Second, nil
+	case strings.EqualFold(v, "off"):
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("SWEEP_INTERVAL_SECONDS must be a whole number of seconds or off, got %q", v)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+func sweepBanner(every time.Duration) string {
+	if every <= 0 {
+		return "off (SWEEP_INTERVAL_SECONDS=off)"
+	}
+	return fmt.Sprintf("Sweeper invoked every %s through the Invoke API, as EventBridge's schedule (SWEEP_INTERVAL_SECONDS)", every)
+}
+
+// lambdaEndpointBanner says where the functions invoke their follow-up work.
+func lambdaEndpointBanner(endpoint string) string {
+	if ep := os.Getenv("LAMBDA_ENDPOINT"); ep != "" {
+		return "the functions invoke at LAMBDA_ENDPOINT=" + ep
+	}
+	return "LAMBDA_ENDPOINT=" + endpoint
 }
 
 // wsEndpointBanner says where the functions post WebSocket messages.
@@ -208,7 +309,7 @@ func seed(ctx context.Context) error {
 
 func replay(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fn := fs.String("fn", "", "function name, e.g. GetSession")
+	fn := fs.String("fn", "", "function name, e.g. GetSession or Sweeper")
 	eventFile := fs.String("event", "", "sample event, e.g. events/GetSession.json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -216,6 +317,9 @@ func replay(ctx context.Context, args []string) error {
 	raw, err := os.ReadFile(*eventFile)
 	if err != nil {
 		return err
+	}
+	if slices.Contains(followup.Functions, *fn) {
+		return replayAsync(ctx, *fn, raw)
 	}
 	var ev events.APIGatewayV2HTTPRequest
 	if err := json.Unmarshal(raw, &ev); err != nil {
@@ -235,6 +339,29 @@ func replay(ctx context.Context, args []string) error {
 		return err
 	}
 	out, _ := json.MarshalIndent(resp, "", "  ")
+	fmt.Println(string(out))
+	return nil
+}
+
+// replayAsync runs an async function (followup.Functions) on a payload, as
+// one invocation of the Invoke API would, and prints its result.
+func replayAsync(ctx context.Context, fn string, payload []byte) error {
+	st, err := startStack(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	handler, err := st.App.AsyncHandler(fn)
+	if err != nil {
+		return err
+	}
+	out, err := handler(ctx, payload)
+	if err != nil {
+		return fmt.Errorf("%s failed: %w", fn, err)
+	}
+	if len(out) == 0 {
+		out = []byte("null")
+	}
 	fmt.Println(string(out))
 	return nil
 }

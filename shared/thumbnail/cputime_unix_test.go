@@ -1,0 +1,18 @@
+//go:build unix
+
+package thumbnail
+
+import (
+	"syscall"
+	"time"
+)
+
+// processCPUTime is the user and system CPU time of this process so far,
+// all threads (the GC's included).
+func processCPUTime() (time.Duration, bool) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, false
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
+}
