@@ -20,7 +20,7 @@ MOC_LOCAL := .bin/moc-local
 $(MOC_LOCAL): FORCE
 	@$(GO) build -o $@ ./local/cmd/moc-local
 
-local: deps $(MOC_LOCAL) ## run the whole stack locally: PostgreSQL, S3 (versitygw), HTTP API on :3000, WebSocket API on :3001
+local: deps $(MOC_LOCAL) ## run the whole stack locally: PostgreSQL, S3 (versitygw), HTTP API :3000, WebSocket :3001, Lambda :3002
 	@$(MOC_LOCAL)
 
 test: ## run every test: unit, integration (real PostgreSQL + S3), end-to-end, browser
