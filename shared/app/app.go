@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -140,32 +139,6 @@ func (a *App) LambdaHandler(function string) (func(context.Context, events.APIGa
 	return httpadapter.NewV2(h).ProxyWithContext, nil
 }
 
-// LambdaMain is all a function's main does: configure, connect once (cold
-// start), then serve invocations until the runtime stops the process.
-func LambdaMain(function string) {
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("function", function))
-	if err := runLambda(context.Background(), function); err != nil {
-		slog.Error("cold start failed", "err", err)
-		os.Exit(1)
-	}
-}
-
-func runLambda(ctx context.Context, function string) error {
-	cfg, err := ConfigFromEnv()
-	if err != nil {
-		return err
-	}
-	a, err := New(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	handler, err := a.LambdaHandler(function)
-	if err != nil {
-		return err
-	}
-	lambda.Start(handler)
-	return nil
-}
 
 // WebSocketHandler is a WebSocket function's Lambda entry point (WsConnect,
 // WsDisconnect, WsDefault): API Gateway's WebSocket event in, the route's
@@ -174,35 +147,6 @@ func (a *App) WebSocketHandler(function string) (func(context.Context, events.AP
 	return a.WebSocket.Handler(function)
 }
 
-// WebSocketMain is a WebSocket function's main: configure, connect once
-// (cold start), then serve the route's invocations.
-func WebSocketMain(function string) {
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("function", function))
-	if err := runWebSocket(context.Background(), function); err != nil {
-		slog.Error("cold start failed", "err", err)
-		os.Exit(1)
-	}
-}
-
-func runWebSocket(ctx context.Context, function string) error {
-	if _, ok := wsapi.RouteByFunction(function); !ok {
-		return fmt.Errorf("no WebSocket route for function %q", function)
-	}
-	cfg, err := ConfigFromEnv()
-	if err != nil {
-		return err
-	}
-	a, err := New(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	handler, err := a.WebSocketHandler(function)
-	if err != nil {
-		return err
-	}
-	lambda.Start(handler)
-	return nil
-}
 
 // AsyncHandler is an async function's handler (Thumbnail, Webhook,
 // Sweeper): the raw event in, the result out. Thumbnail and Webhook take a
@@ -248,21 +192,46 @@ func truncate(b []byte, n int) string {
 	return string(b)
 }
 
-// AsyncMain is an async function's main: configure, connect once (cold
-// start), then run the function's events until the runtime stops the
-// process.
+
+// rawHandler is a lambda.Handler: the event's bytes in, the answer's out,
+// with no JSON decoding by the runtime.
+type rawHandler func(ctx context.Context, payload []byte) ([]byte, error)
+
+func (h rawHandler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	return h(ctx, payload)
+}
+
+// LambdaMain is an HTTP API function's main (functions/<Function>).
+func LambdaMain(function string) {
+	lambdaMain(function, func(a *App) (any, error) { return a.LambdaHandler(function) })
+}
+
+// WebSocketMain is a WebSocket API function's main (WsConnect,
+// WsDisconnect, WsDefault).
+func WebSocketMain(function string) {
+	lambdaMain(function, func(a *App) (any, error) { return a.WebSocketHandler(function) })
+}
+
+// AsyncMain is an async function's main (Thumbnail, Webhook, Sweeper).
 func AsyncMain(function string) {
+	lambdaMain(function, func(a *App) (any, error) {
+		h, err := a.AsyncHandler(function)
+		return rawHandler(h), err
+	})
+}
+
+// lambdaMain is all a function's main does: log JSON, configure and connect
+// once (cold start), then serve the handler handlerOf picks until the
+// runtime stops the process.
+func lambdaMain(function string, handlerOf func(*App) (any, error)) {
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("function", function))
-	if err := runAsync(context.Background(), function); err != nil {
+	if err := serveLambda(context.Background(), handlerOf); err != nil {
 		slog.Error("cold start failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func runAsync(ctx context.Context, function string) error {
-	if !slices.Contains(followup.Functions, function) {
-		return fmt.Errorf("no async function %q", function)
-	}
+func serveLambda(ctx context.Context, handlerOf func(*App) (any, error)) error {
 	cfg, err := ConfigFromEnv()
 	if err != nil {
 		return err
@@ -271,18 +240,10 @@ func runAsync(ctx context.Context, function string) error {
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	handler, err := a.AsyncHandler(function)
+	handler, err := handlerOf(a)
 	if err != nil {
 		return err
 	}
-	lambda.Start(rawHandler(handler))
+	lambda.Start(handler)
 	return nil
-}
-
-// rawHandler is a lambda.Handler: the event's bytes in, the answer's out,
-// with no JSON decoding by the runtime.
-type rawHandler func(ctx context.Context, payload []byte) ([]byte, error)
-
-func (h rawHandler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	return h(ctx, payload)
 }
