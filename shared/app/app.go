@@ -139,14 +139,12 @@ func (a *App) LambdaHandler(function string) (func(context.Context, events.APIGa
 	return httpadapter.NewV2(h).ProxyWithContext, nil
 }
 
-
 // WebSocketHandler is a WebSocket function's Lambda entry point (WsConnect,
 // WsDisconnect, WsDefault): API Gateway's WebSocket event in, the route's
 // response out. The local WebSocket gateway calls the same handlers.
 func (a *App) WebSocketHandler(function string) (func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error), error) {
 	return a.WebSocket.Handler(function)
 }
-
 
 // AsyncHandler is an async function's handler (Thumbnail, Webhook,
 // Sweeper): the raw event in, the result out. Thumbnail and Webhook take a
@@ -191,7 +189,6 @@ func truncate(b []byte, n int) string {
 	}
 	return string(b)
 }
-
 
 // rawHandler is a lambda.Handler: the event's bytes in, the answer's out,
 // with no JSON decoding by the runtime.

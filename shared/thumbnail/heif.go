@@ -21,13 +21,13 @@ import (
 
 // heifWasm is gen2brain/heic's gzipped WASM module (libheif 1.18.2 and
 // libde265 1.0.15 with a small C shim, lib/heif.c), used here with its own
-// host rather than through heic.Decode, whose host (v0.4.5) costs three
-// times the memory and damages the first pixels:
+// host rather than through heic.Decode, whose host (v0.4.5) costs more than
+// twice the memory and damages the first pixels:
 //   - it lets wazero grow the module's memory in the Go heap by append,
 //     copying it at each step: for a 12-megapixel picture 300 MB of garbage
-//     and a 235 MiB peak, where this host, with the memory mapped outside
+//     and a 233 MiB peak, where this host, with the memory mapped outside
 //     the Go heap and unmapped as soon as the thumbnail is made, peaks at
-//     about 90 MiB (docs/benchmarks-thumbnail.md);
+//     100 MiB (docs/benchmarks-thumbnail.md);
 //   - it returns a view of that memory after free()ing the buffer under it,
 //     and malloc writes its free-list pointers over the first 24 bytes;
 //   - its dynamic-library path, taken by any dynamically linked binary on a
@@ -159,6 +159,7 @@ func decodeHEIF(data []byte, maxPixels int, use func(image.Image)) error {
 	ratio := image.YCbCrSubsampleRatio444
 	switch {
 	case colorspace == heifColorspaceYCbCr && chroma == heifChromaMonochrome,
+		// (libheif 1.18 fails to decode to this one: ErrDecode below)
 		colorspace == heifColorspaceMonochrome:
 		stride = align16(width)
 		size = stride * height

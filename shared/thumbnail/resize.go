@@ -10,9 +10,10 @@ import (
 
 // filter resamples the reduced square to the thumbnail. After the box
 // reduction the ratio left is between 2 and 4 (or below 4 with no box
-// reduction), so Lanczos costs little: about 10 ms for 300x300 (see
-// docs/benchmarks-thumbnail.md); CatmullRom would save a few milliseconds
-// for a slightly softer picture.
+// reduction), so Lanczos costs little: about 5 ms more than CatmullRom for
+// a 24-megapixel picture, which aliases visibly more on fine detail
+// (TestQualityMatchesImaging: 36.7 dB against Lanczos's 48.7 on a zone
+// plate, compared with imaging.Thumbnail's Lanczos).
 var filter = imaging.Lanczos
 
 // squareThumbnail returns the centre square of img resampled to size x size.

@@ -52,6 +52,10 @@ func TestMakeTestdata(t *testing.T) {
 		gray.Pix[i] = uint8(i % 640 / 3)
 	}
 	run("heif-enc", "-q", "80", "-o", td("gray.heic"), write("gray.png", encodePNG(t, gray)))
+	// heif-enc 1.15 codes 64x48 as a 1x1 grid of a 64x64 tile; in grey,
+	// libheif then prefers a YCbCr colorspace with monochrome chroma, which
+	// the module's shim asks for and libheif 1.18 cannot produce.
+	run("heif-enc", "-q", "80", "-o", td("gray-grid.heic"), write("gray-grid.png", encodePNG(t, image.NewGray(image.Rect(0, 0, 64, 48)))))
 	src, err := os.ReadFile(td("quad.heic"))
 	if err != nil {
 		t.Fatal(err)

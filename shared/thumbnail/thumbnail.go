@@ -3,9 +3,9 @@
 // (as imaging.Thumbnail does), turned upright.
 //
 // It decodes every image type the upload rules accept: image/jpeg, image/png,
-// image/webp (golang.org/x/image/webp) and image/heic, image/heif
-// (github.com/gen2brain/heic: libheif and libde265 compiled to WASM, run by
-// wazero; no cgo).
+// image/webp (golang.org/x/image/webp) and image/heic, image/heif (libheif
+// and libde265 compiled to WASM, from github.com/gen2brain/heic, run by
+// wazero: no cgo).
 //
 // # Configuration
 //
@@ -15,45 +15,49 @@
 //
 // # Considerations
 //
-// Memory and time (a Lambda function): the picture is decoded once, whole;
-// nothing else of its size is allocated. The centre square is reduced by an
-// integer box filter read straight from the decoder's planes (the Y, Cb and
-// Cr planes of a JPEG, lossy WebP or HEIC, with no RGBA copy of the picture)
-// to between 2 and 4 times the thumbnail's size, then resampled with Lanczos
-// to the final size: the two-step reduction Pillow's Image.thumbnail does
-// (reducing_gap 2.0), at the quality of a Lanczos resampling of the whole
-// picture. docs/benchmarks-thumbnail.md has the figures: a 24-megapixel
-// baseline JPEG takes about half the time of decode + imaging.Thumbnail and
-// less than 100 MiB peak resident memory. Two kinds of input cost more:
-//   - a progressive JPEG: Go's decoder keeps 4 bytes of DCT coefficients per
-//     sample until the last scan, so a 24-megapixel one needs about 230 MiB;
-//   - HEIC: the WASM module is compiled on the first call in a process
-//     (about 0.3 s), and the decoder's linear memory (the input, libheif's
-//     planes and a copy of them) stays allocated until the thumbnail is made.
+// Memory and time (a Lambda function): the picture is decoded once, whole,
+// and nothing else of its size is allocated. The centre square is reduced
+// by an integer box filter read straight from the decoder's planes (the Y,
+// Cb and Cr planes of a JPEG, lossy WebP or HEIC: no RGBA copy of the
+// picture) to between 2 and 4 times the thumbnail's size, then resampled
+// with Lanczos: the two steps of Pillow's Image.thumbnail (reducing_gap 2),
+// at the quality of one Lanczos resampling of the whole picture. Peak
+// resident memory, measured in a fresh process (docs/benchmarks-thumbnail.md):
+//   - a 24-megapixel baseline JPEG: 60 MiB (imaging.Thumbnail: 114 MiB), in
+//     65% of imaging.Thumbnail's time, most of it image/jpeg's decode;
+//   - a progressive one: 197 MiB, as image/jpeg keeps 4 bytes of DCT
+//     coefficients per sample until the last scan;
+//   - a 12-megapixel HEIC: 102 MiB (heic.Decode alone: 233 MiB), 48
+//     megapixels: 345 MiB. HEIC costs about 110 ns of CPU a pixel, and
+//     compiling the WASM module, once per process, 0.3 s.
 //
-// [Options.MaxPixels] bounds what a hostile header can make the decoders
-// allocate (width x height is read before the pixels are).
+// Peak memory grows with the picture: [Options.MaxPixels] is checked from
+// the header before any pixel is decoded, so a hostile file cannot make a
+// decoder allocate gigabytes.
+//
+// HEIC is decoded by this package's own host for gen2brain/heic's WASM
+// module (heif.go): the module's memory is mapped outside the Go heap,
+// never copied as it grows, and unmapped as soon as the thumbnail is made.
 //
 // Orientation: a JPEG's Exif orientation (APP1, tag 0x0112, values 1-8) is
-// applied, after resizing (the centre square of a rotated picture is the
-// rotated centre square). HEIF's irot and imir properties are applied by
-// libheif itself; the Exif orientation inside a HEIF file is ignored, as the
-// HEIF standard says it must be. PNG and WebP files are drawn as stored (an
-// eXIf or EXIF chunk is not read).
+// applied, after resizing (the centre square of a turned picture is the
+// turned centre square). HEIF's irot and imir properties are applied by
+// libheif; an Exif orientation inside a HEIF file is ignored, as MIAF
+// (ISO/IEC 23000-22, 7.3.10.1) requires of a renderer. PNG and WebP files are drawn as stored (their eXIf or
+// EXIF chunk is not read).
 //
 // Transparency: JPEG has none, so a transparent PNG or WebP is drawn over
 // white.
 //
 // Errors: [ErrUnsupported] for a media type that is not an image type the
-// upload rules accept, [ErrDecode] for bytes that do not decode (and
-// [ErrTooLarge], which also matches ErrDecode, for a picture over the limits).
-// No input makes Generate panic: a panic in a decoder is returned as
+// upload rules accept, [ErrDecode] for bytes that do not decode, and
+// [ErrTooLarge], which also matches ErrDecode, for a picture over the
+// limits. No input makes Generate panic: a panic in a decoder is returned as
 // ErrDecode.
 //
-// HEIC decoding uses WASM only in a static binary (the Lambda build:
-// CGO_ENABLED=0). A dynamically linked binary on a machine with libheif.so
-// uses that library instead (gen2brain/heic tries it first; build with
-// -tags nodynamic to prevent it).
+// Build: gen2brain/heic imports purego, which makes a CGO_ENABLED=0 Linux
+// binary dynamically linked (and tries to load libheif.so at start); the tag
+// nodynamic (go build -tags lambda.norpc,nodynamic) keeps it static.
 package thumbnail
 
 import (
@@ -161,7 +165,9 @@ func (o Options) Generate(r io.Reader, mimeType string) ([]byte, error) {
 }
 
 // GenerateBytes is [Options.Generate] for an image already in memory: it
-// saves the copy Generate makes of its input.
+// saves the copy Generate makes of its input (an S3 object read with
+// io.ReadFull into a slice of its ContentLength, say). It does not modify
+// data.
 func (o Options) GenerateBytes(data []byte, mimeType string) ([]byte, error) {
 	if err := checkType(mimeType); err != nil {
 		return nil, err
@@ -219,23 +225,22 @@ func checkType(mimeType string) error {
 	return nil
 }
 
-// readAll reads r up to max bytes, in one allocation when r tells its size.
+// readAll reads r, up to maxBytes, in one allocation when r tells its size.
 func readAll(r io.Reader, maxBytes int64) ([]byte, error) {
-	size := int64(-1)
+	hint := int64(-1)
 	switch v := r.(type) {
-	case interface{ Len() int }: // bytes.Reader, bytes.Buffer, strings.Reader
-		size = int64(v.Len())
-	case interface{ Stat() (fs.FileInfo, error) }: // os.File
+	case interface{ Len() int }: // bytes.Reader, bytes.Buffer, strings.Reader: what is left
+		if hint = int64(v.Len()); hint > maxBytes {
+			return nil, fmt.Errorf("%w: %d bytes, over %d", ErrTooLarge, hint, maxBytes)
+		}
+	case interface{ Stat() (fs.FileInfo, error) }: // os.File: its whole size, a hint
 		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
-			size = fi.Size()
+			hint = min(fi.Size(), maxBytes)
 		}
 	}
-	if size > maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, over %d", ErrTooLarge, size, maxBytes)
-	}
 	var buf bytes.Buffer
-	if size >= 0 {
-		buf.Grow(int(size) + bytes.MinRead)
+	if hint >= 0 {
+		buf.Grow(int(hint) + bytes.MinRead) // ReadFrom wants MinRead free bytes to see EOF
 	}
 	n, err := buf.ReadFrom(io.LimitReader(r, maxBytes+1))
 	if err != nil {
