@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/mocbuilders/moc-upload/shared/thumbnail"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 	"github.com/mocbuilders/moc-upload/shared/webhook"
 )
@@ -399,5 +402,43 @@ func TestSweeperAfterCrash(t *testing.T) {
 		if status, attempts := outboxRow(t, mocID, kind); status != "done" || attempts != 1 { // only the sweep invoked
 			t.Fatalf("%s row %s after %d dispatches", kind, status, attempts)
 		}
+	}
+}
+
+// TH-HP-001 for every image type the upload rules accept: JPEG with an
+// EXIF orientation, WebP and HEIC. The object in S3 is exactly what the
+// thumbnail package makes of the uploaded bytes (its unit tests check the
+// orientation and colours), 300x300.
+func TestThumbnailTypes(t *testing.T) {
+	withThumbnails(t)
+	for _, tc := range []struct{ file, mimeType string }{
+		{"exif6.jpg", "image/jpeg"},
+		{"quad.webp", "image/webp"},
+		{"quad-irot3.heic", "image/heic"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join("..", "..", "shared", "thumbnail", "testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := thumbnail.Generate(bytes.NewReader(src), tc.mimeType)
+			if err != nil {
+				t.Fatal(err)
+			}
+			moc, c := finalizeSession(t, src, tc.mimeType)
+			status, img := thumbnailOf(t, c, moc["id"].(string))
+			if status != "ready" || img.Bounds().Dx() != 300 || img.Bounds().Dy() != 300 {
+				t.Fatalf("thumbnail %s %v", status, img)
+			}
+			key := "test/moc-instructions/" + c.user + "/" + moc["id"].(string) + "/thumbnail.jpg"
+			out, err := s3c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(st.Config.S3Bucket), Key: aws.String(key)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Body.Close()
+			if got, _ := io.ReadAll(out.Body); !bytes.Equal(got, want) {
+				t.Fatalf("stored thumbnail (%d bytes) differs from the package's (%d bytes)", len(got), len(want))
+			}
+		})
 	}
 }
