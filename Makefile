@@ -51,15 +51,24 @@ replay: ## run one function on a sample event: make replay FN=GetSession EVENT=e
 # npx) to a stack that is already running; exits non-zero when a request or an assertion fails.
 # gen-data.mjs first writes the uploaded bytes into __http__/.data/ (git-ignored). Each run is a new
 # user (HTTP_USER), since a user may open only 100 sessions a day. MAX_BATCH_BYTES, when set, must be
-# the stack's own value.
+# the stack's own value. httpyac runs under __http__/hook-receiver.mjs, a webhook receiver on
+# 127.0.0.1:HOOK_PORT that lives exactly as long as the run (WH-HP-001 reads its GET /deliveries)
+# and verifies signatures with HOOK_SECRET, so the stack must post there with that secret
+# (MOC_FINALIZE_WEBHOOK_URL=http://127.0.0.1:3090/hooks, MOC_FINALIZE_WEBHOOK_SECRET=<HOOK_SECRET>;
+# the .http file's header has the whole command). HTTP_WS is the stack's WebSocket API (LOCAL_WS_ADDR).
 HTTP_API ?= http://127.0.0.1:3000
+HTTP_WS ?= ws://127.0.0.1:3001
+HOOK_PORT ?= 3090
+HOOK_SECRET ?= whsec_YCfk1+iNbnQB8d7tjVBM+w86J/8QFeaW8aJV/c0jp9U=
 HTTP_FILE ?= __http__/story-01727-performance-observability.http
 HTTPYAC ?= npx --yes httpyac@6.16.7
-http: ## send __http__/'s requests with httpyac to HTTP_API (http://127.0.0.1:3000); starts nothing: run LOCAL_AWS_PAYLOAD_LIMITS=off make local first
+http: ## send __http__/'s requests with httpyac to HTTP_API, HTTP_WS and a webhook receiver on HOOK_PORT; starts no stack (the .http file's header says how)
 	@command -v node >/dev/null || { echo "make http: needs Node.js (node and npx)" >&2; exit 1; }
 	@node __http__/gen-data.mjs
-	HTTP_API='$(HTTP_API)' HTTP_USER="$${HTTP_USER:-http-$$(date +%Y%m%d%H%M%S)-$$$$}" \
-	  $(HTTPYAC) send $(HTTP_FILE) --all --output short --output-failed response
+	HTTP_API='$(HTTP_API)' HTTP_WS='$(HTTP_WS)' HOOK_URL='http://127.0.0.1:$(HOOK_PORT)' \
+	  HOOK_PORT='$(HOOK_PORT)' HOOK_SECRET='$(HOOK_SECRET)' \
+	  HTTP_USER="$${HTTP_USER:-http-$$(date +%Y%m%d%H%M%S)-$$$$}" \
+	  node __http__/hook-receiver.mjs $(HTTPYAC) send $(HTTP_FILE) --all --output short --output-failed response
 
 migrate: $(MOC_LOCAL) ## apply the migrations to DATABASE_URL (e.g. a deployed database)
 	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL" >&2; exit 2; }
