@@ -8,7 +8,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 BUILD_DIR := build
 GOFLAGS_LAMBDA := -tags lambda.norpc,nodynamic -trimpath -ldflags='-s -w'
 
-.PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean http
+.PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean http traces
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,6 +22,13 @@ $(MOC_LOCAL): FORCE
 
 local: deps $(MOC_LOCAL) ## run the whole stack locally: PostgreSQL, S3 (versitygw), HTTP API :3000, WebSocket :3001, Lambda :3002
 	@$(MOC_LOCAL)
+
+# make traces: `make local` exporting its traces to Jaeger (OTLP/HTTP on 127.0.0.1:4318, in-memory),
+# query API on http://127.0.0.1:16686/api/traces?service=moc-upload. scripts/jaeger.sh builds
+# .bin/jaeger the first time (about 4 minutes; not in go.mod nor tools/go.mod, and only this target
+# builds it), starts it, waits for it, runs the stack and stops both on Ctrl-C.
+traces: deps $(MOC_LOCAL) ## make local, traced: Jaeger (built once, ~4 min) on :4318 (OTLP) and :16686 (query API)
+	@bash scripts/jaeger.sh traces
 
 test: ## run every test: unit, integration (real PostgreSQL + S3), end-to-end, browser
 	@bash scripts/deps.sh --tests

@@ -89,6 +89,19 @@ var functionEnv = map[string]map[string]string{
 	},
 }
 
+// tracingEnv is the OpenTelemetry configuration every function must be
+// given, as requiredEnv: where it exports its spans (OTLP/HTTP; empty, the
+// default, means no tracing) and with what headers. checkEnv adds it to
+// every function's want, with OTEL_SERVICE_NAME (serviceName).
+var tracingEnv = map[string]string{
+	"OTEL_EXPORTER_OTLP_ENDPOINT": "OtelExporterOtlpEndpoint",
+	"OTEL_EXPORTER_OTLP_HEADERS":  "OtelExporterOtlpHeaders",
+}
+
+// serviceName is every function's OTEL_SERVICE_NAME, as loadTemplate shows
+// the !Sub: one service per stage, so a trace crosses functions within it.
+const serviceName = "moc-upload-${Stage}"
+
 // followUpEnv is what every follow-up function must be given, as
 // requiredEnv: the database and the bucket (required by the shared
 // configuration), and the stage of the object keys. The upload limits are
@@ -234,8 +247,11 @@ func logicalID(rt httpapi.Route) string { return rt.Function + "Function" }
 // loadTemplate parses template.yaml. goformation resolves intrinsics to ""
 // by default; here `!Ref X` becomes the logical id "X" (a one-element list
 // for list-typed parameters, so list properties still parse), `!GetAtt X.Y`
-// becomes "X.Y" and `!Sub "s"` stays "s", which lets the test see which API,
-// parameter and bucket a property points at.
+// becomes "X.Y", `!Sub "s"` stays "s" and `!If [C, a, b]` of two strings
+// becomes "C ? a : b" (ifString), which lets the test see which API,
+// parameter and bucket a property points at, and on what condition. (An
+// !If of anything else stays unresolved: nil, as goformation leaves it
+// without evaluating conditions.)
 func loadTemplate(t *testing.T) *cloudformation.Template {
 	t.Helper()
 	ref := func(_ string, input, template any) any {
@@ -274,14 +290,30 @@ func loadTemplate(t *testing.T) *cloudformation.Template {
 		}
 		return nil // the two-argument form is not used
 	}
+	fnIf := func(_ string, input, _ any) any {
+		args, ok := input.([]any)
+		if !ok || len(args) != 3 {
+			return nil
+		}
+		cond, okC := args[0].(string)
+		a, okA := args[1].(string)
+		b, okB := args[2].(string)
+		if !okC || !okA || !okB {
+			return nil
+		}
+		return ifString(cond, a, b)
+	}
 	tmpl, err := goformation.OpenWithOptions(templatePath, &intrinsics.ProcessorOptions{
-		IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{"Ref": ref, "Fn::GetAtt": getAtt, "Fn::Sub": sub},
+		IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{"Ref": ref, "Fn::GetAtt": getAtt, "Fn::Sub": sub, "Fn::If": fnIf},
 	})
 	if err != nil {
 		t.Fatalf("parse %s: %v", templatePath, err)
 	}
 	return tmpl
 }
+
+// ifString is how loadTemplate shows `!If [cond, a, b]` of two strings.
+func ifString(cond, a, b string) string { return cond + " ? " + a + " : " + b }
 
 // httpAPIEvents returns a function's events of type HttpApi by name. (An Api
 // event fills HttpApiEvent too, so the type decides, not the field.)
@@ -345,16 +377,22 @@ func TestTemplateServesEveryRoute(t *testing.T) {
 	}
 }
 
-// checkEnv checks that fn's environment is want, WEBSOCKET_ENDPOINT aside
-// (checkWebSocketEndpoint's): each variable of want, each !Ref of the
-// parameter or resource (S3_BUCKET's bucket, a function's name) want
-// gives, and no other variable — a function gets only what it reads, and
-// secrets only the functions that use them.
+// checkEnv checks that fn's environment is want and tracingEnv,
+// WEBSOCKET_ENDPOINT aside (checkWebSocketEndpoint's): each variable of
+// them, each !Ref of the parameter or resource (S3_BUCKET's bucket, a
+// function's name) they give, OTEL_SERVICE_NAME serviceName, and no other
+// variable — a function gets only what it reads, and secrets only the
+// functions that use them.
 func checkEnv(t *testing.T, tmpl *cloudformation.Template, id string, fn *serverless.Function, want map[string]string) {
 	t.Helper()
+	want = maps.Clone(want)
+	maps.Copy(want, tracingEnv)
 	vars := envOf(fn)
+	if got := vars["OTEL_SERVICE_NAME"]; got != serviceName {
+		t.Errorf("%s: OTEL_SERVICE_NAME = %q, want !Sub %q (Globals are not checked: set it on the function)", id, got, serviceName)
+	}
 	for _, name := range slices.Sorted(maps.Keys(vars)) {
-		if _, ok := want[name]; !ok && name != "WEBSOCKET_ENDPOINT" {
+		if _, ok := want[name]; !ok && name != "WEBSOCKET_ENDPOINT" && name != "OTEL_SERVICE_NAME" {
 			t.Errorf("%s: Environment.Variables has %s, which the function is not meant to read (add it to the test's tables if it does)", id, name)
 		}
 	}
@@ -766,8 +804,10 @@ func TestTemplateWebSocketAuthorizerFunction(t *testing.T) {
 		t.Errorf("%s: has SAM Events; API Gateway invokes it as the $connect authorizer", id)
 	}
 	checkEnv(t, tmpl, id, fn, authorizerEnv)
-	if got := slices.Sorted(maps.Keys(envOf(fn))); !slices.Equal(got, slices.Sorted(maps.Keys(authorizerEnv))) {
-		t.Errorf("%s: Environment.Variables = %v, want only %v", id, got, slices.Sorted(maps.Keys(authorizerEnv)))
+	want := slices.Concat(slices.Collect(maps.Keys(authorizerEnv)), slices.Collect(maps.Keys(tracingEnv)), []string{"OTEL_SERVICE_NAME"})
+	slices.Sort(want)
+	if got := slices.Sorted(maps.Keys(envOf(fn))); !slices.Equal(got, want) {
+		t.Errorf("%s: Environment.Variables = %v, want only %v", id, got, want)
 	}
 	checkAccess(t, id, fn, wsAuthorizer)
 }
@@ -1245,6 +1285,97 @@ func TestTemplateRuntime(t *testing.T) {
 			if got[k] != want[k] {
 				t.Errorf("%s: %s = %q (on the function or in Globals), want %q", id, k, got[k], want[k])
 			}
+		}
+	}
+}
+
+// adotCondition is the condition under which every function runs the ADOT
+// collector layer (AdotLayerArn) with X-Ray active tracing.
+const adotCondition = "UseAdotLayer"
+
+// Tracing is off unless the deployment asks for it: every function is
+// given the OTLP endpoint and headers of the stack's parameters and its
+// service name (checkEnv, in the tests of each kind of function); the
+// parameters default to empty (no tracing) and the headers, credentials,
+// are never echoed; and the ADOT collector layer (option (a) of the
+// template's comment) runs in every function, with X-Ray active tracing,
+// exactly when AdotLayerArn is set: from Globals (SAM adds Globals' Layers
+// to a function's own and a function's own Tracing wins, so no function
+// may set either).
+func TestTemplateTracing(t *testing.T) {
+	tmpl := loadTemplate(t)
+	for _, c := range []struct {
+		name     string
+		noEcho   bool
+		patterns map[string]bool // value → accepted by AllowedPattern
+	}{
+		{name: "OtelExporterOtlpEndpoint", patterns: map[string]bool{
+			"": true, "http://localhost:4318": true, "https://otlp.example.com": true, "https://otlp.example.com/otlp": true,
+			"localhost:4318": false, "grpc://localhost:4317": false, "https://otlp.example.com/?x=1": false,
+		}},
+		{name: "OtelExporterOtlpHeaders", noEcho: true, patterns: map[string]bool{
+			"": true, "authorization=Bearer%20abc": true, "x-api-key=k1,x-team=moc": true,
+			"authorization": false, "=v": false, "a=b,": false,
+		}},
+		{name: "AdotLayerArn", patterns: map[string]bool{
+			"": true,
+			"arn:aws:lambda:us-east-1:901920570463:layer:aws-otel-collector-arm64-ver-0-117-0:1": true,
+			"arn:aws-cn:lambda:cn-north-1:123456789012:layer:my-collector:12":                    true,
+			"arn:aws:lambda:us-east-1:901920570463:layer:aws-otel-collector-arm64-ver-0-117-0":   false, // no version
+			"aws-otel-collector-arm64-ver-0-117-0":                                               false,
+		}},
+	} {
+		p, ok := tmpl.Parameters[c.name]
+		if !ok {
+			t.Errorf("no parameter %s", c.name)
+			continue
+		}
+		if p.Type != "String" || p.Default != "" {
+			t.Errorf("parameter %s: Type %q, Default %#v; want String, \"\" (tracing off unless asked for)", c.name, p.Type, p.Default)
+		}
+		if got := p.NoEcho != nil && *p.NoEcho; got != c.noEcho {
+			t.Errorf("parameter %s: NoEcho = %v, want %v", c.name, got, c.noEcho)
+		}
+		if p.AllowedPattern == nil {
+			t.Errorf("parameter %s: no AllowedPattern", c.name)
+			continue
+		}
+		re := regexp.MustCompile(*p.AllowedPattern)
+		for v, want := range c.patterns {
+			if got := re.MatchString(v); got != want {
+				t.Errorf("parameter %s: AllowedPattern %q accepts %q: %v, want %v", c.name, *p.AllowedPattern, v, got, want)
+			}
+		}
+	}
+
+	if _, ok := tmpl.Conditions[adotCondition]; !ok {
+		t.Errorf("no condition %s (AdotLayerArn is set)", adotCondition)
+	}
+	g, _ := tmpl.Globals["Function"].(*global.Function)
+	if g == nil {
+		t.Fatal("no Globals.Function")
+	}
+	wantLayers := []string{ifString(adotCondition, "AdotLayerArn", "AWS::NoValue")}
+	if g.Layers == nil || !slices.Equal(*g.Layers, wantLayers) {
+		var got []string
+		if g.Layers != nil {
+			got = *g.Layers
+		}
+		t.Errorf("Globals.Function.Layers = %q, want %q (!If [%s, !Ref AdotLayerArn, !Ref AWS::NoValue])", got, wantLayers, adotCondition)
+	}
+	if got, want := str(g.Tracing), ifString(adotCondition, "Active", "PassThrough"); got != want {
+		t.Errorf("Globals.Function.Tracing = %q, want %q", got, want)
+	}
+	for _, id := range slices.Sorted(maps.Keys(tmpl.GetAllServerlessFunctionResources())) {
+		fn := tmpl.GetAllServerlessFunctionResources()[id]
+		if len(fn.Layers) > 0 {
+			t.Errorf("%s: Layers %q of its own; layers come from Globals (the ADOT collector's)", id, fn.Layers)
+		}
+		if fn.Tracing != nil {
+			t.Errorf("%s: Tracing %q of its own would override Globals' (active with the ADOT layer)", id, *fn.Tracing)
+		}
+		if fn.Environment == nil {
+			t.Errorf("%s: no Environment: it lacks %v and OTEL_SERVICE_NAME", id, slices.Sorted(maps.Keys(tracingEnv)))
 		}
 	}
 }

@@ -3,11 +3,25 @@
 // adapters, the upload service, its HTTP and WebSocket APIs and the async
 // functions of its follow-up work. Every Lambda binary and the local stack
 // build the same App, once per process.
+//
+// # Tracing
+//
+// The App is traced with OpenTelemetry's global provider, which a
+// function's main sets up with package telemetry (OTEL_* variables; unset,
+// it stays the no-op and tracing costs nothing measurable): every HTTP
+// request is a server span named after its route (LambdaHandler), every
+// WebSocket and async invocation a span named after its function
+// (WebSocketHandler, AsyncHandler; a follow-up job's continues the trace
+// of the finalize that made it), and within them each PostgreSQL query
+// (otelpgx) and S3, Lambda and API Gateway management call (otelaws) is a
+// child span. The local stack calls the same handlers, so it traces the
+// same way.
 package app
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,7 +30,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+	"github.com/exaring/otelpgx"
 	"github.com/google/uuid"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
@@ -24,6 +40,7 @@ import (
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/progress"
 	"github.com/mocbuilders/moc-upload/shared/s3blob"
+	"github.com/mocbuilders/moc-upload/shared/telemetry"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 	"github.com/mocbuilders/moc-upload/shared/webhook"
 	"github.com/mocbuilders/moc-upload/shared/wsapi"
@@ -44,9 +61,11 @@ type App struct {
 	store      *postgres.Store
 }
 
-// New connects to PostgreSQL and S3 and builds the service.
+// New connects to PostgreSQL and S3 and builds the service. Its queries
+// and AWS calls are traced with the global OpenTelemetry provider (see
+// "Tracing").
 func New(ctx context.Context, cfg Config) (*App, error) {
-	store, err := postgres.Open(ctx, cfg.DatabaseURL)
+	store, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.WithTracer(otelpgx.NewTracer()))
 	if err != nil {
 		return nil, err
 	}
@@ -130,27 +149,36 @@ func (a *App) Close() { a.store.Close() }
 
 // LambdaHandler is the function's Lambda entry point: the API Gateway HTTP
 // API (payload 2.0) event in, the response out, through
-// aws-lambda-go-api-proxy exactly as in AWS.
+// aws-lambda-go-api-proxy exactly as in AWS. Each request is a server span
+// named after the route (see traceHTTP).
 func (a *App) LambdaHandler(function string) (func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error), error) {
 	h, err := a.API.Handler(function)
 	if err != nil {
 		return nil, err
 	}
-	return httpadapter.NewV2(h).ProxyWithContext, nil
+	rt, _ := httpapi.RouteByFunction(function) // API.Handler found it
+	return httpadapter.NewV2(traceHTTP(rt, h)).ProxyWithContext, nil
 }
 
 // WebSocketHandler is a WebSocket function's Lambda entry point (WsConnect,
 // WsDisconnect, WsDefault): API Gateway's WebSocket event in, the route's
-// response out. The local WebSocket gateway calls the same handlers.
+// response out, each invocation a span named after the function. The
+// local WebSocket gateway calls the same handlers.
 func (a *App) WebSocketHandler(function string) (func(context.Context, events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error), error) {
-	return a.WebSocket.Handler(function)
+	h, err := a.WebSocket.Handler(function)
+	if err != nil {
+		return nil, err
+	}
+	return traceWebSocket(function, h), nil
 }
 
 // AsyncHandler is an async function's handler (Thumbnail, Webhook,
 // Sweeper): the raw event in, the result out. Thumbnail and Webhook take a
 // followup.Job; the Sweeper takes any event (EventBridge's scheduled event)
-// and answers its counts as JSON. The Lambda runtime (AsyncMain) and the
-// local invoke API call the same handler.
+// and answers its counts as JSON. Each invocation is a server span named
+// after the function; a job's is in the trace of the dispatch that sent
+// it (its traceparent), a child of the dispatch's span. The Lambda runtime
+// (AsyncMain) and the local invoke API call the same handler.
 func (a *App) AsyncHandler(function string) (func(ctx context.Context, payload []byte) ([]byte, error), error) {
 	switch function {
 	case followup.ThumbnailFunction:
@@ -158,7 +186,10 @@ func (a *App) AsyncHandler(function string) (func(ctx context.Context, payload [
 	case followup.WebhookFunction:
 		return jobHandler(function, a.Webhooks.Run), nil
 	case followup.SweeperFunction:
-		return func(ctx context.Context, _ []byte) ([]byte, error) {
+		cold := coldStart()
+		return func(ctx context.Context, _ []byte) (_ []byte, err error) {
+			ctx, span := startInvocation(ctx, function, "", cold.Swap(false), semconv.FaaSTriggerTimer)
+			defer func() { endInvocation(span, err); span.End() }()
 			res, err := a.Sweeper.Run(ctx)
 			if err != nil {
 				return nil, err
@@ -169,14 +200,18 @@ func (a *App) AsyncHandler(function string) (func(ctx context.Context, payload [
 	return nil, fmt.Errorf("no async function %q", function)
 }
 
-// jobHandler decodes a Job and runs it. An event that is not a Job is an
-// error: no retry can mend it, and Lambda hands it to the function's
-// on-failure destination, if any.
+// jobHandler decodes a Job and runs it, in the invocation's span, in the
+// job's trace. An event that is not a Job is an error: no retry can mend it,
+// and Lambda hands it to the function's on-failure destination, if any.
 func jobHandler(function string, run func(context.Context, followup.Job) error) func(context.Context, []byte) ([]byte, error) {
-	return func(ctx context.Context, payload []byte) ([]byte, error) {
+	cold := coldStart()
+	return func(ctx context.Context, payload []byte) (_ []byte, err error) {
 		var job followup.Job
-		if err := json.Unmarshal(payload, &job); err != nil || job.OutboxID == "" {
-			slog.Error("event is not a follow-up job", "function", function, "payload", truncate(payload, 256))
+		decodeErr := json.Unmarshal(payload, &job)
+		ctx, span := startInvocation(ctx, function, job.TraceParent, cold.Swap(false), semconv.FaaSTriggerPubSub)
+		defer func() { endInvocation(span, err); span.End() }()
+		if decodeErr != nil || job.OutboxID == "" {
+			slog.ErrorContext(ctx, "event is not a follow-up job", "function", function, "payload", truncate(payload, 256))
 			return nil, fmt.Errorf("%s: the event is not a follow-up job (want {\"outboxId\",\"kind\",\"mocId\"})", function)
 		}
 		return nil, run(ctx, job)
@@ -200,44 +235,64 @@ func (h rawHandler) Invoke(ctx context.Context, payload []byte) ([]byte, error) 
 
 // LambdaMain is an HTTP API function's main (functions/<Function>).
 func LambdaMain(function string) {
-	lambdaMain(function, func(a *App) (any, error) { return a.LambdaHandler(function) })
+	lambdaMain(function, func(a *App, tel *telemetry.Telemetry) (any, error) {
+		h, err := a.LambdaHandler(function)
+		if err != nil {
+			return nil, err
+		}
+		return telemetry.FlushAfter(tel, h), nil
+	})
 }
 
 // WebSocketMain is a WebSocket API function's main (WsConnect,
 // WsDisconnect, WsDefault).
 func WebSocketMain(function string) {
-	lambdaMain(function, func(a *App) (any, error) { return a.WebSocketHandler(function) })
+	lambdaMain(function, func(a *App, tel *telemetry.Telemetry) (any, error) {
+		h, err := a.WebSocketHandler(function)
+		if err != nil {
+			return nil, err
+		}
+		return telemetry.FlushAfter(tel, h), nil
+	})
 }
 
 // AsyncMain is an async function's main (Thumbnail, Webhook, Sweeper).
 func AsyncMain(function string) {
-	lambdaMain(function, func(a *App) (any, error) {
+	lambdaMain(function, func(a *App, tel *telemetry.Telemetry) (any, error) {
 		h, err := a.AsyncHandler(function)
-		return rawHandler(h), err
+		if err != nil {
+			return nil, err
+		}
+		return rawHandler(telemetry.FlushAfter(tel, h)), nil
 	})
 }
 
-// lambdaMain is all a function's main does: log JSON, configure and connect
-// once (cold start), then serve the handler handlerOf picks until the
-// runtime stops the process.
-func lambdaMain(function string, handlerOf func(*App) (any, error)) {
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("function", function))
-	if err := serveLambda(context.Background(), handlerOf); err != nil {
+// lambdaMain is all a function's main does: log JSON (with the trace and
+// span ids of a record logged with a context), configure tracing and
+// connect once (cold start), then serve the handler handlerOf picks —
+// wrapped so that each invocation's spans are exported before it returns —
+// until the runtime stops the process.
+func lambdaMain(function string, handlerOf func(*App, *telemetry.Telemetry) (any, error)) {
+	slog.SetDefault(slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stdout, nil))).With("function", function))
+	if err := serveLambda(context.Background(), function, handlerOf); err != nil {
 		slog.Error("cold start failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func serveLambda(ctx context.Context, handlerOf func(*App) (any, error)) error {
-	cfg, err := ConfigFromEnv()
-	if err != nil {
+func serveLambda(ctx context.Context, function string, handlerOf func(*App, *telemetry.Telemetry) (any, error)) error {
+	cfg, cfgErr := ConfigFromEnv()
+	// Before New: the clients it builds trace with the provider this
+	// installs.
+	tel, telErr := telemetry.Setup(ctx, function)
+	if err := errors.Join(cfgErr, telErr); err != nil {
 		return err
 	}
 	a, err := New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	handler, err := handlerOf(a)
+	handler, err := handlerOf(a, tel)
 	if err != nil {
 		return err
 	}

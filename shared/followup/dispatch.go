@@ -57,6 +57,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, work []upload.FollowUp) {
 // DispatchJobs invokes each job's function, all at once, and records each
 // invocation on its row: accepted, the row is dispatched now; refused, the
 // row is due at the next sweep. It returns how many were not accepted.
+//
+// Each dispatch is a producer span under ctx's, and the job sent carries
+// its traceparent. A job's TraceParent on the way in is the trace that made
+// the work (a row's, when the Sweeper dispatches it again): the dispatch
+// links to it.
 func (d *Dispatcher) DispatchJobs(ctx context.Context, jobs []Job) (failed int) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmp.Or(d.Timeout, DefaultDispatchTimeout))
 	defer cancel()
@@ -74,13 +79,16 @@ func (d *Dispatcher) DispatchJobs(ctx context.Context, jobs []Job) (failed int) 
 	return failed
 }
 
-func (d *Dispatcher) dispatch(ctx context.Context, job Job) error {
+func (d *Dispatcher) dispatch(ctx context.Context, job Job) (err error) {
 	log := logger(d.Logger).With(jobAttrs(job)...)
 	fn := d.function(job.Kind)
 	if fn == "" {
 		log.Error("follow-up job of an unknown kind: not dispatched")
 		return fmt.Errorf("followup: unknown kind %q", job.Kind)
 	}
+	ctx, span := startDispatch(ctx, job, fn)
+	defer func() { endSpan(span, err) }()
+	job.TraceParent = TraceParent(ctx)
 	payload, err := json.Marshal(job)
 	if err != nil {
 		return fmt.Errorf("followup: encode job: %w", err)

@@ -49,6 +49,40 @@
 //     only a run cut short by its deadline leaves the row to the Sweeper,
 //     whose next dispatch makes up to 4 more requests, with the same
 //     webhook-id.
+//
+// # Tracing
+//
+// With the global OpenTelemetry API (a no-op until package telemetry
+// installs a TracerProvider), each piece of work is one trace from the
+// finalize that made it to the function that does it:
+//
+//	moc.upload.finalize                  package upload, under the HTTP request's span
+//	├─ generate.thumbnail  producer      the dispatch: Lambda Invoke, InvocationType Event
+//	│  └─ generate.thumbnail consumer    the Thumbnail function's job, from Job.TraceParent
+//	└─ send.webhook        producer
+//	   └─ send.webhook     consumer      the Webhook function's job
+//
+// Both kinds of span have the attributes mocId, outboxId and kind; the
+// dispatch also faas.invoked_name and faas.invoked_provider; the job
+// attempts (the row's dispatches so far) and, when it ends, outcome: done,
+// failed (the work was given up: the row is failed), retry (not finished:
+// the function's error makes Lambda run it again, or the row waits for the
+// Sweeper) or skipped (nothing to do), with reason. A dispatch Lambda
+// refused, a job failed or to be retried, have status Error; a thumbnail a
+// broken or too large image could not give is done (thumbnailStatus
+// failed, reason says why): the function did its work.
+//
+// The dispatch's trace context travels in the Job as its W3C traceparent
+// (TraceContext, whatever the global propagator). The job's span is its
+// child even when the function's invocation has a span of its own (package
+// telemetry's); the job's span then links to that one.
+//
+// The Sweeper's run is a trace of its own (span outbox.sweep, under the
+// invocation's span when there is one): a re-dispatch is its child and
+// links to the finalize that made the work, whose traceparent the outbox
+// row keeps (the postgres adapter's InsertOutbox takes it from finalize's
+// context). Work done again minutes or hours later is not hung under a
+// finalize trace long closed, yet each trace leads to the other.
 package followup
 
 import "context"
@@ -77,8 +111,10 @@ type Job struct {
 	OutboxID string `json:"outboxId"`
 	Kind     string `json:"kind"`
 	MocID    string `json:"mocId"`
-	// TraceParent is the W3C trace context of the finalize that made the
-	// job, continued by the function (OpenTelemetry).
+	// TraceParent is the W3C trace context of the dispatch that sent the
+	// job (a child of the finalize that made it, or of the Sweeper's run),
+	// continued by the function (OpenTelemetry): see Tracing in the package
+	// documentation.
 	TraceParent string `json:"traceparent,omitempty"`
 }
 

@@ -36,12 +36,18 @@ type Row struct {
 	// insert: when finalize is about to); nil when the last invoke
 	// failed, which makes it due at the next sweep.
 	DispatchedAt *time.Time
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// TraceParent is the W3C traceparent of the finalize that made the
+	// work ("" when it was not traced): a re-dispatch links to its trace.
+	TraceParent string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
-// Job is the invocation payload that does the row's work.
-func (r Row) Job() Job { return Job{OutboxID: r.ID, Kind: r.Kind, MocID: r.MocID} }
+// Job is the invocation payload that does the row's work. Its TraceParent
+// is the row's until the Dispatcher sends it with its own.
+func (r Row) Job() Job {
+	return Job{OutboxID: r.ID, Kind: r.Kind, MocID: r.MocID, TraceParent: r.TraceParent}
+}
 
 // Outcome is how a job ends its row.
 type Outcome struct {

@@ -62,13 +62,21 @@ type SweepResult struct {
 
 // Run sweeps once. An error is the database's; what was done before it is
 // counted in the result.
-func (s *Sweeper) Run(ctx context.Context) (SweepResult, error) {
+//
+// The run is the span outbox.sweep, under ctx's span or the root of a new
+// trace. Each re-dispatch is its child, linked to the trace of the
+// finalize that made the work (see Tracing in the package documentation).
+func (s *Sweeper) Run(ctx context.Context) (res SweepResult, err error) {
+	ctx, span := tracer().Start(ctx, spanSweep)
+	defer func() {
+		span.SetAttributes(attrRedispatched.Int(res.Redispatched), attrDispatchErrors.Int(res.DispatchErrors),
+			attrGivenUp.Int(res.GivenUp))
+		endSpan(span, err)
+	}()
 	log := logger(s.Logger)
 	after := cmp.Or(s.RedispatchAfter, DefaultRedispatchAfter)
 	maxDispatches := cmp.Or(s.MaxDispatches, DefaultMaxDispatches)
 	batch := cmp.Or(s.Batch, DefaultSweepBatch)
-	var res SweepResult
-	var err error
 	for range maxSweepBatches {
 		var rows []Row
 		rows, err = s.Store.ClaimStaleOutbox(ctx, after, batch)

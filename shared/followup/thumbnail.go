@@ -58,8 +58,11 @@ type Thumbnails struct {
 	Logger *slog.Logger
 }
 
-// Run does one thumbnail job; see Thumbnails.
-func (t *Thumbnails) Run(ctx context.Context, job Job) error {
+// Run does one thumbnail job; see Thumbnails. Its span is
+// generate.thumbnail (consumer), a child of the dispatch's.
+func (t *Thumbnails) Run(ctx context.Context, job Job) (err error) {
+	ctx, span := startJob(ctx, KindThumbnail, job)
+	defer func() { endJob(span, err) }()
 	log := logger(t.Logger).With(jobAttrs(job)...)
 	row, m, err := start(ctx, t.Store, job, KindThumbnail, log)
 	if err != nil || row == nil {

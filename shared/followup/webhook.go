@@ -37,8 +37,11 @@ type Webhooks struct {
 	Logger *slog.Logger
 }
 
-// Run does one webhook job; see Webhooks.
-func (w *Webhooks) Run(ctx context.Context, job Job) error {
+// Run does one webhook job; see Webhooks. Its span is send.webhook
+// (consumer), a child of the dispatch's.
+func (w *Webhooks) Run(ctx context.Context, job Job) (err error) {
+	ctx, span := startJob(ctx, KindWebhook, job)
+	defer func() { endJob(span, err) }()
 	log := logger(w.Logger).With(jobAttrs(job)...)
 	row, m, err := start(ctx, w.Store, job, KindWebhook, log)
 	if err != nil || row == nil {

@@ -28,11 +28,13 @@ var (
 
 // InsertOutbox records work as pending rows, dispatched_at now: finalize
 // invokes their functions right after the commit, and the sweeper leaves
-// them alone until that dispatch is overdue.
+// them alone until that dispatch is overdue. Each row keeps the traceparent
+// of ctx's span, the finalize's, which the sweeper's re-dispatch links to.
 func (t *tx) InsertOutbox(ctx context.Context, work []upload.FollowUp) error {
+	traceParent := nullIfEmpty(followup.TraceParent(ctx))
 	for _, w := range work {
-		_, err := t.tx.Exec(ctx, `INSERT INTO outbox (id, moc_id, kind, status, dispatched_at)
-			VALUES ($1, $2, $3, 'pending', now())`, w.ID, w.MocID, w.Kind)
+		_, err := t.tx.Exec(ctx, `INSERT INTO outbox (id, moc_id, kind, status, dispatched_at, traceparent)
+			VALUES ($1, $2, $3, 'pending', now(), $4)`, w.ID, w.MocID, w.Kind, traceParent)
 		if err != nil {
 			return fail("insert outbox row", w.ID, err)
 		}
@@ -41,16 +43,16 @@ func (t *tx) InsertOutbox(ctx context.Context, work []upload.FollowUp) error {
 }
 
 const outboxColumns = `id, moc_id, kind, status, attempts, last_error, dispatched_at,
-	created_at, updated_at`
+	traceparent, created_at, updated_at`
 
 func scanOutbox(row pgx.CollectableRow) (followup.Row, error) {
 	var (
-		r       followup.Row
-		lastErr *string
+		r                    followup.Row
+		lastErr, traceParent *string
 	)
 	err := row.Scan(&r.ID, &r.MocID, &r.Kind, &r.Status, &r.Attempts, &lastErr, &r.DispatchedAt,
-		&r.CreatedAt, &r.UpdatedAt)
-	r.LastError, r.DispatchedAt = deref(lastErr), utcPtr(r.DispatchedAt)
+		&traceParent, &r.CreatedAt, &r.UpdatedAt)
+	r.LastError, r.DispatchedAt, r.TraceParent = deref(lastErr), utcPtr(r.DispatchedAt), deref(traceParent)
 	r.CreatedAt, r.UpdatedAt = utc(r.CreatedAt), utc(r.UpdatedAt)
 	return r, err
 }
@@ -168,7 +170,7 @@ func (s *Store) ClaimStaleOutbox(ctx context.Context, olderThan time.Duration, l
 		UPDATE outbox o SET dispatched_at = now(), updated_at = now()
 		FROM stale WHERE o.id = stale.id
 		RETURNING o.id, o.moc_id, o.kind, o.status, o.attempts, o.last_error,
-			stale.previous, o.created_at, o.updated_at`, olderThan, limit)
+			stale.previous, o.traceparent, o.created_at, o.updated_at`, olderThan, limit)
 	claimed, err := pgx.CollectRows(rows, scanOutbox)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: claim stale outbox rows: %w", err)

@@ -26,9 +26,22 @@ type Store struct {
 
 var _ upload.Store = (*Store)(nil)
 
+// Option configures Open.
+type Option func(*pgxpool.Config)
+
+// WithTracer gives every connection of the pool the tracer t, which pgx
+// calls around each query, batch, COPY, prepare and connect; when t is
+// also a pgxpool.AcquireTracer (otelpgx.NewTracer() is), around each
+// acquisition of a connection from the pool too. The tracer gets the
+// caller's context: with OpenTelemetry, a query's span is a child of the
+// span in the context of the call that made it.
+func WithTracer(t pgx.QueryTracer) Option {
+	return func(c *pgxpool.Config) { c.ConnConfig.Tracer = t }
+}
+
 // Open connects to the database at databaseURL (see Configuration in the
 // package doc) and checks that it answers.
-func Open(ctx context.Context, databaseURL string) (*Store, error) {
+func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		// The error may quote the URL, password included.
@@ -36,6 +49,9 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	}
 	if !setsMaxConns(databaseURL) {
 		cfg.MaxConns = defaultMaxConns
+	}
+	for _, opt := range opts {
+		opt(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -12,6 +12,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
@@ -140,11 +144,13 @@ func (r *report) postFailed(n int, err error) {
 
 // send delivers msgs: for each session (in order of first appearance) it
 // lists the connections once, then posts each connection its messages in
-// order, connections concurrently, all within the call's budget.
+// order, connections concurrently, all within the call's budget. The call
+// is the span progress.send, under ctx's (see report.endSpan).
 func (n *Notifier) send(ctx context.Context, kind string, msgs []message) {
 	if len(msgs) == 0 {
 		return
 	}
+	ctx, span := otel.Tracer(tracerName).Start(ctx, spanSend, trace.WithAttributes(attrEvent.String(kind)))
 	bctx, cancel := n.budget(ctx)
 	defer cancel()
 
@@ -190,6 +196,53 @@ func (n *Notifier) send(ctx context.Context, kind string, msgs []message) {
 	close(next)
 	wg.Wait()
 	n.log(ctx, kind, rep)
+	rep.endSpan(span)
+}
+
+// The span of one call: its PostToConnection calls (the management API
+// client's spans, otelaws) are its children. Only the span's attributes
+// tell of the trace: the events' JSON is the contract's.
+const (
+	tracerName = "github.com/mocbuilders/moc-upload/shared/progress"
+	spanSend   = "progress.send"
+)
+
+// The span's attributes: the event type, the session (sessionId, or
+// sessionIds when a call has parts of several), the connections posted to,
+// the messages sent, the connections gone (410), the messages not
+// delivered.
+const (
+	attrEvent       = attribute.Key("event")
+	attrSessionID   = attribute.Key("sessionId")
+	attrSessionIDs  = attribute.Key("sessionIds")
+	attrConnections = attribute.Key("connections")
+	attrSent        = attribute.Key("sent")
+	attrGone        = attribute.Key("gone")
+	attrFailed      = attribute.Key("failed")
+)
+
+// endSpan ends the call's span with what it did. Messages not delivered, or
+// sessions whose connections could not be listed, make its status Error
+// (the first error recorded); gone connections do not: clients leave.
+func (r *report) endSpan(span trace.Span) {
+	defer span.End()
+	session := attrSessionID.String(r.sessions[0])
+	if len(r.sessions) > 1 {
+		session = attrSessionIDs.StringSlice(r.sessions)
+	}
+	span.SetAttributes(session, attrConnections.Int(r.connections), attrSent.Int(r.sent),
+		attrGone.Int(r.gone), attrFailed.Int(r.failed))
+	for _, err := range []error{r.firstErr, r.listErr, r.deleteErr} {
+		if err != nil {
+			span.RecordError(err)
+		}
+	}
+	switch {
+	case r.listErr != nil:
+		span.SetStatus(codes.Error, "connections not listed")
+	case r.failed > 0:
+		span.SetStatus(codes.Error, "messages not delivered")
+	}
 }
 
 // deliver posts t's messages in order. A 410 Gone stops it and deletes

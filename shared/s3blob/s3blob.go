@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	//lint:ignore SA1019 deprecated for want of an owner (contrib #9707), not broken; the SDK's own tracing needs github.com/aws/smithy-go/tracing/smithyoteltracing, not in go.mod.
+	"go.opentelemetry.io/contrib/instrumentation/github.com/aws/aws-sdk-go-v2/otelaws"
 
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
@@ -106,7 +108,8 @@ func New(ctx context.Context, cfg Config) (*Blob, error) {
 // NewClient returns the *s3.Client that New uses for cfg: path-style
 // addressing, BaseEndpoint and static credentials when cfg.Endpoint is set,
 // the default AWS config chain otherwise; the standard retryer with
-// cfg.MaxAttempts; request checksums only when an operation requires them.
+// cfg.MaxAttempts; request checksums only when an operation requires them;
+// OpenTelemetry client spans (otelaws) for the calls, none for presigning.
 func NewClient(ctx context.Context, cfg Config) (*s3.Client, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3blob: Config.Bucket is required")
@@ -128,6 +131,11 @@ func NewClient(ctx context.Context, cfg Config) (*s3.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3blob: load AWS config: %w", err)
 	}
+	// Each call is an OpenTelemetry client span, a child of the span in
+	// its context, with the global provider (a no-op unless package
+	// telemetry set one up). Presigning sends nothing: no span.
+	otelaws.AppendMiddlewares(&awsCfg.APIOptions)
+	awsCfg.APIOptions = append(awsCfg.APIOptions, untracedPresign)
 	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		// Ranged GETs and objects uploaded without checksums have nothing
 		// to validate; without this every such GET logs a DEBUG line.
@@ -137,6 +145,23 @@ func NewClient(ctx context.Context, cfg Config) (*s3.Client, error) {
 			o.UsePathStyle = true
 		}
 	}), nil
+}
+
+// untracedPresign takes otelaws's middlewares out of a presigning
+// operation's stack: a presigned URL is computed, not sent, and
+// PresignParts would otherwise leave a span per part named after the
+// operation (S3.UploadPart) as if it had been called. A missing
+// middleware is not an error. (An SDK call's options run after its stack
+// is built, presigning's included, so the presigner is already there.)
+func untracedPresign(stack *middleware.Stack) error {
+	if _, ok := stack.Finalize.Get("PresignHTTPRequest"); !ok {
+		return nil
+	}
+	_, _ = stack.Initialize.Remove("OTelInitializeMiddlewareBefore")
+	_, _ = stack.Initialize.Remove("OTelInitializeMiddlewareAfter")
+	_, _ = stack.Finalize.Remove("OTelFinalizeMiddleware")
+	_, _ = stack.Deserialize.Remove("OTelDeserializeMiddleware")
+	return nil
 }
 
 // NewWithClient returns a Blob that calls api and presign (usually an

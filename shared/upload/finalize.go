@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -82,45 +83,38 @@ type FileFailure struct {
 // The same transaction writes the work that follows (the thumbnail, the
 // webhook) to the outbox; once it committed, that work is handed to
 // FollowUps, which neither fails nor holds up the finalize.
+//
+// It is traced as the span moc.upload.finalize and its children (see
+// trace.go).
 func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeRequest) (moc *Moc, resumed bool, err error) {
+	ctx, span := startSpan(ctx, spanFinalize, attrSessionID.String(req.SessionID), attrUserID.String(userID))
+	defer func() {
+		if moc != nil {
+			span.SetAttributes(append(mocAttrs(moc), attrResumed.Bool(resumed))...)
+		}
+		endSpan(span, err)
+	}()
 	req.Title = strings.TrimSpace(req.Title)
 	var refused error
 	var news []PartCompleted
 	var work []FollowUp
 	err = s.Store.InTx(ctx, func(tx Tx) error {
 		news, work = nil, nil
-		sess, err := getSession(ctx, tx, userID, req.SessionID, true)
+		sess, files, existing, err := s.finalizable(ctx, tx, userID, req)
+		if err != nil || existing != nil {
+			moc, resumed = existing, existing != nil
+			return err
+		}
+		span.SetAttributes(filesAttrs(files)...)
+		incomplete, err := s.completeAll(ctx, tx, sess, files, &news)
 		if err != nil {
 			return err
 		}
-		if moc, err = s.existingMoc(ctx, tx, sess); err != nil || moc != nil {
-			resumed = moc != nil
-			return err
-		}
-		if err := s.checkWritable(sess); err != nil {
-			return err
-		}
-		files, err := tx.ListFiles(ctx, sess.ID)
+		bad, err := s.validateFiles(ctx, files, incomplete)
 		if err != nil {
 			return err
 		}
-		if !hasInstruction(files) {
-			return Errorf(CodeBadRequest, "the session has no instruction file")
-		}
-		if taken, err := tx.MocTitleExists(ctx, userID, req.Title); err != nil {
-			return err
-		} else if taken {
-			return s.titleConflict(ctx, tx, userID, req.Title)
-		}
-		failures, err := s.completeAll(ctx, tx, sess, files, &news)
-		if err != nil {
-			return err
-		}
-		bad, err := s.validateFiles(ctx, files)
-		if err != nil {
-			return err
-		}
-		if failures = append(failures, bad...); len(failures) > 0 {
+		if failures := append(incomplete, bad...); len(failures) > 0 {
 			// Keep what finalize learnt: the uploads it completed stay
 			// completed, and files that failed a check are marked failed,
 			// so the client sees them in the session and can replace each
@@ -132,7 +126,8 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 			return err
 		}
 		// The work that follows goes into the outbox with the MOC: both
-		// commit, or neither.
+		// commit, or neither. ctx is the finalize's span: the adapter may
+		// keep its trace context with the work.
 		if work = s.followUps(moc); len(work) > 0 {
 			if err := tx.InsertOutbox(ctx, work); err != nil {
 				return err
@@ -165,6 +160,38 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		s.Progress.SessionFinalized(ctx, SessionFinalized{SessionID: moc.UploadSessionID, MocID: moc.ID})
 	}
 	return moc, resumed, nil
+}
+
+// finalizable is finalize's first step (span validate.session): it locks
+// and reads the session and its files, and checks that the session can
+// become a MOC of this title. When the session already has a MOC (a
+// repeated or concurrent finalize), it returns that MOC and no files.
+func (s *Service) finalizable(ctx context.Context, tx Tx, userID string, req FinalizeRequest) (sess *Session, files []File, existing *Moc, err error) {
+	ctx, span := startSpan(ctx, spanValidateSession)
+	defer func() { endSpan(span, err) }()
+	if sess, err = getSession(ctx, tx, userID, req.SessionID, true); err != nil {
+		return nil, nil, nil, err
+	}
+	span.SetAttributes(attrSessionStatus.String(string(sess.StatusAt(s.now()))))
+	if existing, err = s.existingMoc(ctx, tx, sess); err != nil || existing != nil {
+		span.SetAttributes(attrResumed.Bool(existing != nil))
+		return nil, nil, existing, err
+	}
+	if err := s.checkWritable(sess); err != nil {
+		return nil, nil, nil, err
+	}
+	if files, err = tx.ListFiles(ctx, sess.ID); err != nil {
+		return nil, nil, nil, err
+	}
+	if !hasInstruction(files) {
+		return nil, nil, nil, Errorf(CodeBadRequest, "the session has no instruction file")
+	}
+	if taken, err := tx.MocTitleExists(ctx, userID, req.Title); err != nil {
+		return nil, nil, nil, err
+	} else if taken {
+		return nil, nil, nil, s.titleConflict(ctx, tx, userID, req.Title)
+	}
+	return sess, files, nil, nil
 }
 
 // markFailed sets the status of the files that failed a check to failed.
@@ -250,14 +277,17 @@ func (s *Service) availableSlug(ctx context.Context, tx Tx, userID, title string
 
 // completeAll completes, in parallel, every file whose parts are all
 // uploaded, takes files PUT whole as they are, and reports the ones that
-// are not complete. S3 says what arrived.
-func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files []File, news *[]PartCompleted) ([]FileFailure, error) {
+// are not complete. S3 says what arrived. Span complete.files.
+func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files []File, news *[]PartCompleted) (_ []FileFailure, err error) {
+	ctx, span := startSpan(ctx, spanCompleteFiles)
+	defer func() { endSpan(span, err) }()
 	found, err := s.inspectAll(ctx, files, notCompleted)
 	if err != nil {
 		return nil, storageError("inspect files", err)
 	}
 	var failures []FileFailure
 	var todo []*File
+	whole := 0
 	parts := map[string][]Part{}
 	for i := range files {
 		f := &files[i]
@@ -273,6 +303,7 @@ func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files [
 			return nil, err
 		}
 		if found[i].whole {
+			whole++
 			continue
 		}
 		total := TotalParts(f.Size, sess.PartSizeBytes)
@@ -295,6 +326,7 @@ func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files [
 			return nil, err
 		}
 	}
+	span.SetAttributes(attrCompleted.Int(whole+len(todo)), attrIncomplete.Int(len(failures)))
 	return failures, nil
 }
 
@@ -314,16 +346,22 @@ func (s *Service) parallel(n int, fn func(i int)) {
 }
 
 // validateFiles checks every completed file against S3, at most
-// FinalizeConcurrency at a time. A file that fails a check is a failure;
-// storage that cannot be read is an error, because finalize must not
-// create a MOC it could not check.
-func (s *Service) validateFiles(ctx context.Context, files []File) ([]FileFailure, error) {
+// FinalizeConcurrency at a time, and returns the files that failed a
+// check; storage that cannot be read is an error, because finalize must
+// not create a MOC it could not check. incomplete are the files
+// completeAll could not complete: they are not checked, and not returned
+// again. Span validate.files, with a validate.file per file.
+func (s *Service) validateFiles(ctx context.Context, files []File, incomplete []FileFailure) (_ []FileFailure, err error) {
+	ctx, span := startSpan(ctx, spanValidateFiles, attrFileCount.Int(len(files)))
+	defer func() { endSpan(span, err) }()
+	known := make(map[string]*FileFailure, len(incomplete))
+	for i := range incomplete {
+		known[incomplete[i].FileID] = &incomplete[i]
+	}
 	results := make([]*FileFailure, len(files))
 	errs := make([]error, len(files))
 	s.parallel(len(files), func(i int) {
-		if files[i].Status == FileCompleted {
-			results[i], errs[i] = s.validateFile(ctx, &files[i])
-		}
+		results[i], errs[i] = s.checkFile(ctx, &files[i], known[files[i].ID])
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, storageError("validate files", err)
@@ -334,7 +372,24 @@ func (s *Service) validateFiles(ctx context.Context, files []File) ([]FileFailur
 			failures = append(failures, *r)
 		}
 	}
+	span.SetAttributes(attrFailed.Int(len(failures) + len(incomplete)))
 	return failures, nil
+}
+
+// checkFile is one file's span validate.file: it validates a completed
+// file, or says why an incomplete one was not.
+func (s *Service) checkFile(ctx context.Context, f *File, incomplete *FileFailure) (failure *FileFailure, err error) {
+	ctx, span := startSpan(ctx, spanValidateFile, fileAttrs(f)...)
+	defer func() {
+		if failed := cmp.Or(failure, incomplete); failed != nil {
+			failFileSpan(span, failed)
+		}
+		endSpan(span, err)
+	}()
+	if incomplete != nil || f.Status != FileCompleted {
+		return nil, nil
+	}
+	return s.validateFile(ctx, f)
 }
 
 // validateFile checks one stored file: it exists, has the declared size,
@@ -427,8 +482,11 @@ func sortFailures(failures []FileFailure, order map[string]int) {
 }
 
 // insertMoc creates the MOC row and its files. Instruction files come
-// first, then parts lists, then images, each in registration order.
-func (s *Service) insertMoc(ctx context.Context, tx Tx, sess *Session, files []File, req FinalizeRequest) (*Moc, error) {
+// first, then parts lists, then images, each in registration order. Span
+// create.moc.
+func (s *Service) insertMoc(ctx context.Context, tx Tx, sess *Session, files []File, req FinalizeRequest) (_ *Moc, err error) {
+	ctx, span := startSpan(ctx, spanCreateMoc)
+	defer func() { endSpan(span, err) }()
 	slug, err := s.availableSlug(ctx, tx, sess.UserID, req.Title)
 	if err != nil {
 		return nil, err
@@ -465,6 +523,9 @@ func (s *Service) insertMoc(ctx context.Context, tx Tx, sess *Session, files []F
 		// The old service used the first image as the thumbnail.
 		m.ThumbnailURL = &img.FileURL
 	}
+	span.SetAttributes(append(mocAttrs(m), attrSlug.String(slug))...)
+	// One call writes the MOC row, then its files' rows: see trace.go on
+	// why there is no create.files span.
 	if err := tx.InsertMoc(ctx, m); err != nil {
 		return nil, err
 	}

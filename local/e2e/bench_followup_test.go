@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// BenchmarkFinalizeWebhook finalizes a session of one 1 MiB PDF through
+// the local gateway (server), as a client does, while the moc.finalized
+// webhook goes to the package's receiver (hooks, MOC_FINALIZE_WEBHOOK_URL)
+// through the Webhook function, invoked asynchronously by finalize through
+// the local Lambda invoke API:
+//
+//   - receiver=instant (baseline): the receiver answers 204 at once;
+//   - receiver=10s: the receiver holds every delivery 10 s (or until the
+//     sub-benchmark ends, whichever is sooner) before answering 200, so the
+//     deliveries of the whole sub-benchmark pile up, held, while finalize
+//     is measured.
+//
+// Each iteration is a new user (the daily limit) with a new session,
+// uploaded through the service (not timed). After the loop, not timed, the
+// held deliveries are released and the async functions waited for
+// (invokeAPI.Wait); then every MOC must have had exactly one delivery and
+// its outbox row must be done. held is how many deliveries the receiver
+// was holding when released.
+func BenchmarkFinalizeWebhook(b *testing.B) {
+	benchRoundsRun(b, func(b *testing.B) {
+		b.Run("receiver=instant", func(b *testing.B) { benchFinalizeWebhook(b, 0) })
+		b.Run("receiver=10s", func(b *testing.B) { benchFinalizeWebhook(b, 10*time.Second) })
+	})
+}
+
+// benchFinalizeWebhook is one variant of BenchmarkFinalizeWebhook: a
+// receiver that holds each delivery holdFor (0: answers at once).
+func benchFinalizeWebhook(b *testing.B, holdFor time.Duration) {
+	benchIdle(b) // nothing left over from an earlier benchmark
+	release := make(chan struct{})
+	var holding, heldTooLong atomic.Int64
+	hold := func(int) int {
+		holding.Add(1)
+		defer holding.Add(-1)
+		t := time.NewTimer(holdFor)
+		defer t.Stop()
+		select {
+		case <-release:
+		case <-t.C:
+			heldTooLong.Add(1)
+		}
+		return http.StatusOK
+	}
+	var users, mocs []string
+	for b.Loop() {
+		b.StopTimer()
+		user := "bench-" + uuid.NewString()
+		sessionID, _ := benchSession(b, user, []int{1 * mib})
+		if holdFor > 0 {
+			hooks.answer(user, hold)
+		}
+		body, _ := json.Marshal(map[string]any{"uploadSessionId": sessionID, "title": "Bench"})
+		b.StartTimer()
+		moc, err := benchCall(server.URL, user, "POST", "/api/mocs/uploads/finalize", "application/json", body, 201)
+		if err != nil {
+			b.Fatal(err)
+		}
+		users, mocs = append(users, user), append(mocs, moc["id"].(string))
+	}
+	b.StopTimer()
+	held := holding.Load()
+	close(release)
+	benchIdle(b)
+	if holdFor > 0 {
+		b.ReportMetric(float64(held), "held")
+		if n := heldTooLong.Load(); n > 0 {
+			b.Logf("%d deliveries were held the full %s before the sub-benchmark ended", n, holdFor)
+		}
+	}
+	for i, user := range users {
+		hooks.answer(user, nil)
+		if n := len(hooks.deliveries(user)); n != 1 {
+			b.Fatalf("MOC %s: %d deliveries, want 1", mocs[i], n)
+		}
+		var status string
+		if err := db.QueryRow(context.Background(), `SELECT status FROM outbox WHERE moc_id = $1 AND kind = 'webhook'`, mocs[i]).Scan(&status); err != nil || status != "done" {
+			b.Fatalf("MOC %s: outbox row %q, %v", mocs[i], status, err)
+		}
+	}
+}
+
+// benchIdle waits until the async functions started so far are done.
+func benchIdle(b *testing.B) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := invokeAPI.Wait(ctx); err != nil {
+		b.Fatalf("async functions still running: %v", err)
+	}
+}

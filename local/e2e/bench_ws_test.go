@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/coder/websocket"
+
+	"github.com/mocbuilders/moc-upload/shared/progress"
+)
+
+// BenchmarkPartEvents uploads one 1 MiB part (a file of one part, as most
+// images are) through the local gateway without AWS's payload limits
+// (server), again and again, to a session followed by watchers real
+// WebSocket clients connected to the local WebSocket API (wsURL):
+//
+//   - watchers=0 (baseline): nobody follows the session; the service still
+//     lists the session's connections (none) after recording the part;
+//   - watchers=1: one client, reading its events;
+//   - watchers=100: a hundred clients of the same session.
+//
+// sec/op is the upload request's latency, from the client's request to
+// its answer: the service posts the event to every connection (the
+// management API, PostToConnection) before it answers. After each request,
+// not timed, every client must have received exactly that part's
+// upload.part.completed event (the benchmark fails otherwise);
+// fanout-ms/op is the time from the request's start to the last client
+// receiving it.
+func BenchmarkPartEvents(b *testing.B) {
+	const size = 1 * mib
+	data := pdfBytes(size)
+	benchRoundsRun(b, func(b *testing.B) {
+		for _, n := range []int{0, 1, 100} {
+			b.Run(fmt.Sprintf("watchers=%d", n), func(b *testing.B) { benchPartEvents(b, data, n) })
+		}
+	})
+}
+
+// benchPartEvents is one variant of BenchmarkPartEvents: n clients.
+func benchPartEvents(b *testing.B, data []byte, n int) {
+	user, sessionID, files := benchPDFs(b, 1, len(data))
+	fileID := files[0].id
+	ws := benchWatchers(b, user, sessionID, n)
+	path := partPath(sessionID, fileID, 1)
+	b.SetBytes(int64(len(data)))
+	var fanout time.Duration
+	iterations := 0
+	for b.Loop() {
+		start := time.Now()
+		if _, err := benchCall(server.URL, user, "PUT", path, "application/octet-stream", data, 200); err != nil {
+			b.Fatal(err)
+		}
+		iterations++
+		if n == 0 {
+			continue
+		}
+		b.StopTimer()
+		fanout += benchDelivered(b, ws, sessionID, fileID).Sub(start)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	if n > 0 {
+		benchNothingPending(b, ws)
+		b.ReportMetric(float64(fanout.Microseconds())/1000/float64(iterations), "fanout-ms/op")
+	}
+	// The part stays in an open multipart upload; drop it.
+	_, _ = s3c.AbortMultipartUpload(context.Background(), &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(st.Config.S3Bucket), Key: aws.String(files[0].key), UploadId: aws.String(files[0].uploadID)})
+}
+
+// benchWatcher is a WebSocket client of the local WebSocket API that
+// stamps each message with the time it read it.
+type benchWatcher struct {
+	conn *websocket.Conn
+	msgs chan benchMessage
+}
+
+type benchMessage struct {
+	m  map[string]any
+	at time.Time
+}
+
+// benchWatchers connects n clients as user to follow sessionID, all at
+// once, and closes them when b ends.
+func benchWatchers(b *testing.B, user, sessionID string, n int) []*benchWatcher {
+	b.Helper()
+	q := url.Values{"sessionId": {sessionID}, "token": {user}}
+	ws := make([]*benchWatcher, n)
+	err := benchPool(n, 8, func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, _, err := websocket.Dial(ctx, wsURL+"?"+q.Encode(), nil)
+		if err != nil {
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		w := &benchWatcher{conn: conn, msgs: make(chan benchMessage, 16)}
+		ws[i] = w
+		go func() {
+			defer close(w.msgs)
+			for {
+				_, data, err := conn.Read(context.Background())
+				if err != nil {
+					return
+				}
+				at := time.Now()
+				var m map[string]any
+				if err := json.Unmarshal(data, &m); err != nil {
+					m = map[string]any{"unparsed": string(data)}
+				}
+				w.msgs <- benchMessage{m, at}
+			}
+		}()
+		return nil
+	})
+	b.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, w := range ws {
+			if w != nil {
+				wg.Go(func() { _ = w.conn.Close(websocket.StatusNormalClosure, "") })
+			}
+		}
+		wg.Wait()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ws
+}
+
+// benchDelivered waits until every client has received one message, the
+// upload.part.completed event of part 1 of fileID, and returns when the
+// last one read it. It fails b unless all of them did within 10 s.
+func benchDelivered(b *testing.B, ws []*benchWatcher, sessionID, fileID string) time.Time {
+	b.Helper()
+	var last time.Time
+	received := 0
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for i, w := range ws {
+		select {
+		case msg, ok := <-w.msgs:
+			if !ok {
+				b.Fatalf("client %d: connection closed", i)
+			}
+			m := msg.m
+			if m["type"] != progress.TypePartCompleted || m["sessionId"] != sessionID || m["fileId"] != fileID || m["partNumber"] != float64(1) {
+				b.Fatalf("client %d received %v, want part 1 of %s", i, m, fileID)
+			}
+			received++
+			if msg.at.After(last) {
+				last = msg.at
+			}
+		case <-timeout.C:
+			b.Fatalf("%d of %d clients received the part's event within 10 s", received, len(ws))
+		}
+	}
+	if received != len(ws) {
+		b.Fatalf("%d of %d clients received the part's event", received, len(ws))
+	}
+	return last
+}
+
+// benchNothingPending fails b when a client has a message waiting (an
+// event delivered twice, say): each client pings, and the next message it
+// reads must be the pong.
+func benchNothingPending(b *testing.B, ws []*benchWatcher) {
+	b.Helper()
+	err := benchPool(len(ws), 8, func(i int) error {
+		w := ws[i]
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := w.conn.Write(ctx, websocket.MessageText, []byte(`{"action":"ping"}`)); err != nil {
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		select {
+		case msg, ok := <-w.msgs:
+			if !ok || msg.m["type"] != "pong" {
+				return fmt.Errorf("client %d: a message was waiting: %v", i, msg.m)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("client %d: no pong within 10 s", i)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
