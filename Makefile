@@ -6,7 +6,7 @@ GO ?= go
 # Every Lambda function: one directory per route under functions/.
 FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 BUILD_DIR := build
-GOFLAGS_LAMBDA := -tags lambda.norpc,nodynamic -trimpath -ldflags='-s -w'
+GOFLAGS_LAMBDA := -tags lambda.norpc,nodynamic,grpcnotrace -trimpath -ldflags='-s -w'
 
 .PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean http traces
 

@@ -1,7 +1,7 @@
 package functions_test
 
 // TestBootstrapsUnderRIE runs the real Lambda binaries: each function is
-// built as AWS builds it (a static bootstrap, tags lambda.norpc,nodynamic, here for the
+// built as AWS builds it (a static bootstrap, tags lambda.norpc,nodynamic,grpcnotrace, here for the
 // host's architecture), started under the AWS Lambda Runtime Interface
 // Emulator, and sent its sample event from events/ against real PostgreSQL
 // and S3 holding the sample rows (devstack's Seed). Nothing is mocked: this
@@ -430,7 +430,7 @@ func buildBootstrap(ctx context.Context, root, function, out string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-tags", "lambda.norpc,nodynamic", "-trimpath", "-ldflags=-s -w",
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-tags", "lambda.norpc,nodynamic,grpcnotrace", "-trimpath", "-ldflags=-s -w",
 		"-o", out, "./functions/"+function)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)

@@ -30,6 +30,7 @@ import (
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
+	"github.com/mocbuilders/moc-upload/shared/telemetry"
 	"github.com/mocbuilders/moc-upload/shared/wsapi"
 )
 
@@ -63,8 +64,12 @@ type Options struct {
 
 // Stack is a running local stack.
 type Stack struct {
-	Config     app.Config
-	App        *app.App
+	Config app.Config
+	App    *app.App
+	// Telemetry exports the stack's spans when OTEL_EXPORTER_OTLP_ENDPOINT
+	// is set. The stack is one long process, not flushed per invocation as
+	// a Lambda is: Flush it before looking for a request's spans.
+	Telemetry  *telemetry.Telemetry
 	AdminDBURL string // the cluster's postgres database, when the stack started it
 	stops      []func()
 }
@@ -140,6 +145,14 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			}
 		}
 	}
+	if s.Telemetry, err = telemetry.SetupFrom(ctx, "", getenv); err != nil {
+		return nil, err
+	}
+	s.stops = append(s.stops, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Telemetry.Shutdown(ctx)
+	})
 	if s.App, err = app.New(ctx, s.Config); err != nil {
 		return nil, err
 	}

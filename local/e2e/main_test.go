@@ -72,6 +72,11 @@ func run(m *testing.M) int {
 	testEnv["MOC_FINALIZE_WEBHOOK_URL"] = hooks.URL + "/hooks/moc-finalized"
 	testEnv["MOC_FINALIZE_WEBHOOK_SECRET"] = hookSecret
 	testEnv["WEBHOOK_RETRY_BASE_DELAY_MS"] = "50"
+	// Spans go to a real OTLP/HTTP receiver.
+	traces = newTraceReceiver()
+	defer traces.Close()
+	testEnv["OTEL_EXPORTER_OTLP_ENDPOINT"] = traces.URL
+	testEnv["OTEL_SERVICE_NAME"] = "moc-upload-e2e"
 	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -33,10 +33,12 @@ import (
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	sharedinvoke "github.com/mocbuilders/moc-upload/shared/invoke"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
+	"github.com/mocbuilders/moc-upload/shared/telemetry"
 )
 
 func main() {
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	// Log lines carry the trace and span ids when tracing is on.
+	slog.SetDefault(slog.New(telemetry.LogHandler(slog.NewTextHandler(os.Stderr, nil))))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {
