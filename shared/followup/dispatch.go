@@ -83,7 +83,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, job Job) (err error) {
 	log := logger(d.Logger).With(jobAttrs(job)...)
 	fn := d.function(job.Kind)
 	if fn == "" {
-		log.Error("follow-up job of an unknown kind: not dispatched")
+		log.ErrorContext(ctx, "follow-up job of an unknown kind: not dispatched")
 		return fmt.Errorf("followup: unknown kind %q", job.Kind)
 	}
 	ctx, span := startDispatch(ctx, job, fn)
@@ -97,7 +97,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, job Job) (err error) {
 	failure := ""
 	if invokeErr != nil {
 		failure = "dispatch: " + invokeErr.Error()
-		log.Warn("follow-up not dispatched; the sweeper will dispatch it",
+		log.WarnContext(ctx, "follow-up not dispatched; the sweeper will dispatch it",
 			slog.String("function", fn), slog.String("err", invokeErr.Error()))
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
@@ -105,7 +105,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, job Job) (err error) {
 	if err := d.Store.RecordDispatch(bctx, job.OutboxID, failure); err != nil {
 		// The row keeps its previous dispatch time: the sweeper dispatches
 		// it again once that is old.
-		log.Warn("dispatch not recorded", slog.String("err", err.Error()))
+		log.WarnContext(ctx, "dispatch not recorded", slog.String("err", err.Error()))
 	}
 	return invokeErr
 }

@@ -18,13 +18,13 @@ import (
 // job's.
 func start(ctx context.Context, store JobStore, job Job, kind string, log *slog.Logger) (*Row, *upload.Moc, error) {
 	if job.Kind != kind {
-		log.Error("job sent to the wrong function: ignored", slog.String("want", kind))
+		log.ErrorContext(ctx, "job sent to the wrong function: ignored", slog.String("want", kind))
 		skipped(ctx, "job of another kind")
 		return nil, nil, nil
 	}
 	row, err := store.OutboxRow(ctx, job.OutboxID)
 	if errors.Is(err, upload.ErrNotFound) {
-		log.Info("no outbox row for the job (its MOC was deleted): nothing to do")
+		log.InfoContext(ctx, "no outbox row for the job (its MOC was deleted): nothing to do")
 		skipped(ctx, "no outbox row")
 		return nil, nil, nil
 	}
@@ -33,18 +33,18 @@ func start(ctx context.Context, store JobStore, job Job, kind string, log *slog.
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attrAttempts.Int(row.Attempts))
 	if row.Kind != kind || row.MocID != job.MocID {
-		log.Error("job does not match its outbox row: ignored", slog.String("rowKind", row.Kind), slog.String("rowMocId", row.MocID))
+		log.ErrorContext(ctx, "job does not match its outbox row: ignored", slog.String("rowKind", row.Kind), slog.String("rowMocId", row.MocID))
 		skipped(ctx, "job does not match its outbox row")
 		return nil, nil, nil
 	}
 	if row.Status != StatusPending {
-		log.Info("outbox row already finished: nothing to do", slog.String("status", row.Status))
+		log.InfoContext(ctx, "outbox row already finished: nothing to do", slog.String("status", row.Status))
 		skipped(ctx, "outbox row already "+row.Status)
 		return nil, nil, nil
 	}
 	m, err := store.MocByID(ctx, row.MocID)
 	if errors.Is(err, upload.ErrNotFound) {
-		log.Info("the job's MOC is gone: nothing to do")
+		log.InfoContext(ctx, "the job's MOC is gone: nothing to do")
 		skipped(ctx, "no MOC")
 		return nil, nil, nil
 	}
@@ -73,6 +73,6 @@ func note(ctx context.Context, store JobStore, id, msg string, log *slog.Logger)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
 	if err := store.NoteOutboxError(ctx, id, msg); err != nil {
-		log.Warn("could not record the error on the outbox row", slog.String("err", err.Error()))
+		log.WarnContext(ctx, "could not record the error on the outbox row", slog.String("err", err.Error()))
 	}
 }

@@ -93,7 +93,7 @@ func (s *Sweeper) Run(ctx context.Context) (res SweepResult, err error) {
 				}
 				continue
 			}
-			log.Info("outbox row overdue: dispatching again", append(jobAttrs(r.Job()),
+			log.InfoContext(ctx, "outbox row overdue: dispatching again", append(jobAttrs(r.Job()),
 				slog.Int("attempts", r.Attempts), slog.Any("dispatchedAt", r.DispatchedAt),
 				slog.String("lastError", r.LastError))...)
 			jobs = append(jobs, r.Job())
@@ -109,10 +109,10 @@ func (s *Sweeper) Run(ctx context.Context) (res SweepResult, err error) {
 	attrs := []any{slog.Int("redispatched", res.Redispatched), slog.Int("dispatchErrors", res.DispatchErrors),
 		slog.Int("givenUp", res.GivenUp)}
 	if err != nil {
-		log.Error("outbox sweep failed", append(attrs, slog.String("err", err.Error()))...)
+		log.ErrorContext(ctx, "outbox sweep failed", append(attrs, slog.String("err", err.Error()))...)
 		return res, err
 	}
-	log.Info("outbox swept", attrs...)
+	log.InfoContext(ctx, "outbox swept", attrs...)
 	return res, nil
 }
 
@@ -130,11 +130,11 @@ func (s *Sweeper) giveUp(ctx context.Context, r *Row, log *slog.Logger) bool {
 	log = log.With(jobAttrs(r.Job())...)
 	ok, err := s.Store.FinishOutbox(ctx, r.ID, o)
 	if err != nil {
-		log.Error("could not give up the outbox row", slog.String("err", err.Error()))
+		log.ErrorContext(ctx, "could not give up the outbox row", slog.String("err", err.Error()))
 		return false
 	}
 	if ok {
-		log.Error("follow-up given up: outbox row marked failed", slog.String("err", msg))
+		log.ErrorContext(ctx, "follow-up given up: outbox row marked failed", slog.String("err", msg))
 	}
 	return ok
 }

@@ -71,7 +71,7 @@ func (t *Thumbnails) Run(ctx context.Context, job Job) (err error) {
 	img := m.FirstImage()
 	if img == nil {
 		// Finalize asks for a thumbnail only for a MOC with an image.
-		log.Warn("the MOC has no image: no thumbnail")
+		log.WarnContext(ctx, "the MOC has no image: no thumbnail")
 		return finish(ctx, t.Store, row.ID, Outcome{Status: StatusDone, LastError: "the MOC has no image",
 			Thumbnail: &ThumbnailState{Status: upload.ThumbnailNone}})
 	}
@@ -80,18 +80,18 @@ func (t *Thumbnails) Run(ctx context.Context, job Job) (err error) {
 	switch {
 	case err != nil:
 		msg := err.Error()
-		log.Warn("thumbnail not made, to be retried", slog.String("err", msg))
+		log.WarnContext(ctx, "thumbnail not made, to be retried", slog.String("err", msg))
 		note(ctx, t.Store, row.ID, msg, log)
 		return err
 	case reason != "":
-		log.Warn("thumbnail failed", slog.String("reason", reason))
+		log.WarnContext(ctx, "thumbnail failed", slog.String("reason", reason))
 		return finish(ctx, t.Store, row.ID, Outcome{Status: StatusDone, LastError: reason,
 			Thumbnail: &ThumbnailState{Status: upload.ThumbnailFailed}})
 	}
 	key := upload.ThumbnailKey(t.Stage, m.UserID, m.ID)
 	if err := t.Blob.PutObject(ctx, key, ThumbnailContentType, jpeg); err != nil {
 		err = fmt.Errorf("followup: store thumbnail: %w", err)
-		log.Warn("thumbnail not stored, to be retried", slog.String("err", err.Error()))
+		log.WarnContext(ctx, "thumbnail not stored, to be retried", slog.String("err", err.Error()))
 		note(ctx, t.Store, row.ID, err.Error(), log)
 		return err
 	}
@@ -100,7 +100,7 @@ func (t *Thumbnails) Run(ctx context.Context, job Job) (err error) {
 		Thumbnail: &ThumbnailState{Status: upload.ThumbnailReady, URL: &url}}); err != nil {
 		return err
 	}
-	log.Info("thumbnail ready", slog.String("key", key), slog.Int("bytes", len(jpeg)))
+	log.InfoContext(ctx, "thumbnail ready", slog.String("key", key), slog.Int("bytes", len(jpeg)))
 	return nil
 }
 

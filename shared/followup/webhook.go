@@ -49,7 +49,7 @@ func (w *Webhooks) Run(ctx context.Context, job Job) (err error) {
 	}
 	if w.Sender == nil {
 		const msg = "no webhook URL is configured (MOC_FINALIZE_WEBHOOK_URL)"
-		log.Error("webhook failed", slog.String("err", msg))
+		log.ErrorContext(ctx, "webhook failed", slog.String("err", msg))
 		return finish(ctx, w.Store, row.ID, Outcome{Status: StatusFailed, LastError: msg})
 	}
 	at := m.CreatedAt
@@ -65,14 +65,14 @@ func (w *Webhooks) Run(ctx context.Context, job Job) (err error) {
 	})
 	switch {
 	case err == nil:
-		log.Info("webhook delivered")
+		log.InfoContext(ctx, "webhook delivered")
 		return finish(ctx, w.Store, row.ID, Outcome{Status: StatusDone})
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		log.Warn("webhook cut short; the sweeper will send it again", slog.String("err", err.Error()))
+		log.WarnContext(ctx, "webhook cut short; the sweeper will send it again", slog.String("err", err.Error()))
 		note(ctx, w.Store, row.ID, err.Error(), log)
 		return nil
 	default:
-		log.Error("webhook failed: outbox row marked failed", slog.String("err", err.Error()),
+		log.ErrorContext(ctx, "webhook failed: outbox row marked failed", slog.String("err", err.Error()),
 			slog.Bool("rejected", errors.Is(err, webhook.ErrRejected)),
 			slog.Bool("exhausted", errors.Is(err, webhook.ErrExhausted)))
 		return finish(ctx, w.Store, row.ID, Outcome{Status: StatusFailed, LastError: err.Error()})

@@ -317,7 +317,7 @@ func readFull(r io.Reader, buf []byte) (int, error) {
 func (b *batch) fail(e *batchEntry, err error) {
 	ue, ok := upload.AsError(err)
 	if !ok {
-		logger(b.r).Error("batch part failed", "partNumber", e.partNumber, "err", err)
+		logger(b.r).ErrorContext(b.r.Context(), "batch part failed", "partNumber", e.partNumber, "err", err)
 		ue = &upload.Error{Code: upload.CodeInternal, Message: "an internal error occurred"}
 	}
 	e.err = ue

@@ -85,16 +85,16 @@ func writeData(w http.ResponseWriter, status int, data any) {
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := upload.AsError(err)
 	if !ok {
-		logger(r).Error("internal error", "err", err)
+		logger(r).ErrorContext(r.Context(), "internal error", "err", err)
 		e = &upload.Error{Code: upload.CodeInternal, Message: "an internal error occurred"}
 	} else if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
-		logger(r).Warn("request timed out", "err", err)
+		logger(r).WarnContext(r.Context(), "request timed out", "err", err)
 	}
 	status := StatusOf(e.Code)
 	if status >= 500 {
-		logger(r).Error("request failed", "code", e.Code, "status", status)
+		logger(r).ErrorContext(r.Context(), "request failed", "code", e.Code, "status", status)
 	} else {
-		logger(r).Info("request refused", "code", e.Code, "status", status, "message", e.Message)
+		logger(r).InfoContext(r.Context(), "request refused", "code", e.Code, "status", status, "message", e.Message)
 	}
 	if e.RetryAfterSeconds > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))

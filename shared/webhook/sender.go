@@ -153,17 +153,17 @@ func (s *Sender) Deliver(ctx context.Context, id string, p Payload) error {
 	var last error
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return stopped(log, p.MocID, attempt-1, err, last)
+			return stopped(ctx, log, p.MocID, attempt-1, err, last)
 		}
 		res := s.attempt(ctx, client, id, body)
 		if res.err == nil {
 			if attempt > 1 {
-				log.Info("webhook delivered", slog.Int("attempt", attempt))
+				log.InfoContext(ctx, "webhook delivered", slog.Int("attempt", attempt))
 			}
 			return nil
 		}
 		if ctx.Err() != nil { // the caller's context ended during the attempt
-			return stopped(log, p.MocID, attempt, ctx.Err(), last)
+			return stopped(ctx, log, p.MocID, attempt, ctx.Err(), last)
 		}
 		last = lastErr(res)
 		attrs := []any{slog.Int("attempt", attempt), slog.Int("attempts", attempts)}
@@ -173,13 +173,13 @@ func (s *Sender) Deliver(ctx context.Context, id string, p Payload) error {
 		attrs = append(attrs, slog.String("error", res.err.Error()))
 
 		if !res.retry {
-			log.Warn("webhook attempt failed", attrs...)
-			log.Error("webhook rejected: not retried", slog.Int("attempt", attempt), slog.Int("status", res.status), slog.String("error", res.err.Error()))
+			log.WarnContext(ctx, "webhook attempt failed", attrs...)
+			log.ErrorContext(ctx, "webhook rejected: not retried", slog.Int("attempt", attempt), slog.Int("status", res.status), slog.String("error", res.err.Error()))
 			return fmt.Errorf("%w: moc %s: %w", ErrRejected, p.MocID, res.err) // a *StatusError
 		}
 		if attempt >= attempts {
-			log.Warn("webhook attempt failed", attrs...)
-			log.Error("webhook delivery failed: attempts exhausted", slog.Int("attempts", attempt), slog.String("error", res.err.Error()))
+			log.WarnContext(ctx, "webhook attempt failed", attrs...)
+			log.ErrorContext(ctx, "webhook delivery failed: attempts exhausted", slog.Int("attempts", attempt), slog.String("error", res.err.Error()))
 			return fmt.Errorf("%w: moc %s, %d attempts: %w", ErrExhausted, p.MocID, attempt, last)
 		}
 
@@ -187,23 +187,23 @@ func (s *Sender) Deliver(ctx context.Context, id string, p Payload) error {
 		if res.retryAfter > wait {
 			wait = max(wait, min(res.retryAfter, maxRetryAfter))
 		}
-		log.Warn("webhook attempt failed", append(attrs, slog.Duration("retryIn", wait))...)
+		log.WarnContext(ctx, "webhook attempt failed", append(attrs, slog.Duration("retryIn", wait))...)
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= wait {
-			return stopped(log, p.MocID, attempt, context.DeadlineExceeded, last)
+			return stopped(ctx, log, p.MocID, attempt, context.DeadlineExceeded, last)
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return stopped(log, p.MocID, attempt, ctx.Err(), last)
+			return stopped(ctx, log, p.MocID, attempt, ctx.Err(), last)
 		case <-t.C:
 		}
 	}
 }
 
 // stopped reports a delivery that ctx ended: not given up, so a WARN.
-func stopped(log *slog.Logger, mocID string, attempts int, cause, last error) error {
-	log.Warn("webhook delivery stopped by its context", slog.Int("attempts", attempts), slog.String("cause", cause.Error()))
+func stopped(ctx context.Context, log *slog.Logger, mocID string, attempts int, cause, last error) error {
+	log.WarnContext(ctx, "webhook delivery stopped by its context", slog.Int("attempts", attempts), slog.String("cause", cause.Error()))
 	if last == nil {
 		return fmt.Errorf("webhook: moc %s: stopped after %d attempts: %w", mocID, attempts, cause)
 	}
