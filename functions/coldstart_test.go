@@ -1,0 +1,459 @@
+package functions_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/stack"
+	"github.com/mocbuilders/moc-upload/shared/telemetry"
+)
+
+// TestColdStartTracing measures what tracing adds to a function's cold
+// start: the real bootstrap (built as for AWS, for this machine), started
+// under the AWS Lambda Runtime Interface Emulator, against real PostgreSQL
+// and S3 holding the sample rows, once with OTEL_EXPORTER_OTLP_ENDPOINT
+// pointing at a local OTLP/HTTP receiver (telemetry.Setup builds the
+// exporter, the resource and the batch processor; the first invocation's
+// spans are exported before it answers) and once without it (Setup
+// installs nothing). Same binary, same environment otherwise.
+//
+// Skipped unless MOC_BENCH_COLDSTART=1: it is a measurement, not a check
+// (about ten seconds once the bootstraps and the emulator are built). MOC_BENCH_COLDSTART_N starts (default 10) of
+// each mode, interleaved, the first of each pair alternating;
+// MOC_BENCH_COLDSTART_FUNCTIONS the functions (default GetSession,Finalize:
+// their sample events, events/<Function>.json; before each start the
+// sample rows are reseeded and, for Finalize, the seed image's part
+// uploaded, so that every start does the same work: GetSession answers
+// 200, Finalize 201).
+//
+// Each start is timed from the invocation the test sends (the emulator
+// starts the function on its first invocation) to
+//
+//   - init: the function's first GET …/runtime/invocation/next, which is
+//     where Lambda's Init Duration ends: configuration, telemetry.Setup,
+//     app.New (the pgx pool, the AWS clients) and the runtime's start. The
+//     emulator prints an Init Duration too, but starts the init
+//     asynchronously and reports well under a millisecond: useless here.
+//     The function is started through a shell script that points
+//     AWS_LAMBDA_RUNTIME_API at a proxy of the emulator's Runtime API,
+//     which notes the time of that first request (the script costs the
+//     same in both modes);
+//   - first answer: the invocation's answer (init, the first invocation,
+//     and with tracing its flush);
+//
+// then a second, warm invocation of the same event is timed too. The
+// figures are logged (medians, min, max; no assertion on them), and each
+// start is printed as a benchmark line (BenchmarkColdStart/fn=…/otel=…,
+// init-ns/op, first-ns/op, warm-ns/op) for benchstat; the test
+// fails only when a start fails or, with tracing on, no span reached the
+// receiver. One more start per function, with GODEBUG=inittrace=1, logs
+// the Go package initialisation: the share of the packages linked for
+// tracing (OpenTelemetry, the exporter's protobuf and gRPC parts) is paid
+// with tracing on or off (same binary), and is not in the difference.
+func TestColdStartTracing(t *testing.T) {
+	if os.Getenv("MOC_BENCH_COLDSTART") != "1" {
+		t.Skip("a measurement: MOC_BENCH_COLDSTART=1 runs it (docs/benchmarks.md)")
+	}
+	n := 10
+	if v := os.Getenv("MOC_BENCH_COLDSTART_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("MOC_BENCH_COLDSTART_N=%q: want a whole number ≥ 1", v)
+		}
+	}
+	functions := []string{"GetSession", "Finalize"}
+	if v := os.Getenv("MOC_BENCH_COLDSTART_FUNCTIONS"); v != "" {
+		functions = strings.Split(v, ",")
+	}
+	root, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	rieBin, err := stack.ToolBinary(ctx, rieTool)
+	if err != nil {
+		t.Fatalf("the Lambda Runtime Interface Emulator: %v", err)
+	}
+	binDir := t.TempDir()
+	// The script the emulator starts as the function: it points the
+	// function at the proxy of the Runtime API, then becomes the bootstrap.
+	wrapper := filepath.Join(binDir, "bootstrap-via-proxy")
+	script := "#!/bin/sh\nAWS_LAMBDA_RUNTIME_API=\"$MOC_COLDSTART_RUNTIME_API\" exec \"$MOC_COLDSTART_BOOTSTRAP\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The in-process stack's own logs (the seed part's progress event
+	// dropped, …) are not what this test is about.
+	prevLog := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { slog.SetDefault(prevLog) })
+	st, env := startSeededStack(t, ctx)
+	receiver := newSpanCounter(t)
+	samplePNG = samplePartBytes(t)
+
+	for _, function := range functions {
+		t.Run(function, func(t *testing.T) {
+			bootstrap := filepath.Join(binDir, function, "bootstrap")
+			if err := buildBootstrap(ctx, root, function, bootstrap); err != nil {
+				t.Fatal(err)
+			}
+			info, err := os.Stat(bootstrap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			event, err := os.ReadFile(filepath.Join(eventsDir, function+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			modes := map[string][]string{
+				"otel=off": env,
+				"otel=on":  append(env[:len(env):len(env)], "OTEL_EXPORTER_OTLP_ENDPOINT="+receiver.URL),
+			}
+			samples := map[string][]coldStart{}
+			status := 0 // every start must answer as the first did
+			for i := range 2 * n {
+				// off, on, on, off, off, on, …
+				mode := []string{"otel=off", "otel=on"}[(i+i/2)%2]
+				if err := st.Seed(ctx); err != nil {
+					t.Fatalf("seed again: %v", err)
+				}
+				if function == "Finalize" {
+					// What the replay's steps before Finalize do: the seed
+					// image's only part uploaded, so that it finalizes.
+					if _, err := st.App.Service.UploadPart(ctx, devstack.SeedUserID, devstack.SeedSessionID,
+						devstack.SeedImageFileID, 1, bytes.NewReader(samplePNG), int64(len(samplePNG)), ""); err != nil {
+						t.Fatalf("upload the seed image's part: %v", err)
+					}
+				}
+				exports := receiver.exports.Load()
+				cs := startCold(t, ctx, rieBin, wrapper, bootstrap, function, modes[mode], event, nil)
+				if status == 0 {
+					status = cs.status
+				} else if cs.status != status {
+					t.Fatalf("%s start %d answered %d, the first start %d", mode, i, cs.status, status)
+				}
+				if mode == "otel=on" && receiver.exports.Load() == exports {
+					t.Fatalf("tracing on, yet no export reached the receiver")
+				}
+				samples[mode] = append(samples[mode], cs)
+			}
+			// The package initialisation, once (the same in both modes).
+			var inittrace bytes.Buffer
+			startCold(t, ctx, rieBin, wrapper, bootstrap, function,
+				append(env[:len(env):len(env)], "GODEBUG=inittrace=1"), event, &inittrace)
+			all, otelInit, otelPkgs := packageInit(inittrace.String())
+
+			t.Logf("%s: bootstrap %.1f MiB (%s/%s, -s -w); answers %d; %d starts of each mode, medians (min–max):",
+				function, float64(info.Size())/(1<<20), runtime.GOOS, runtime.GOARCH, status, n)
+			off, on := samples["otel=off"], samples["otel=on"]
+			for _, m := range []struct {
+				name string
+				of   func(coldStart) time.Duration
+			}{
+				{"init (to the first /next)", func(c coldStart) time.Duration { return c.init }},
+				{"first answer (init + invocation)", func(c coldStart) time.Duration { return c.first }},
+				{"warm invocation", func(c coldStart) time.Duration { return c.warm }},
+			} {
+				a, b := median(off, m.of), median(on, m.of)
+				t.Logf("  %-34s off %7.2f ms (%.2f–%.2f)   on %7.2f ms (%.2f–%.2f)   on − off %+.2f ms",
+					m.name, ms(a), ms(minOf(off, m.of)), ms(maxOf(off, m.of)),
+					ms(b), ms(minOf(on, m.of)), ms(maxOf(on, m.of)), ms(b-a))
+			}
+			t.Logf("  Go package init (GODEBUG=inittrace=1, one start): %.2f ms in all, %.2f ms in %d packages linked for tracing",
+				all, otelInit, otelPkgs)
+			// Each start as a benchmark result line, for benchstat
+			// (docs/benchmarks.md).
+			for _, mode := range []string{"otel=off", "otel=on"} {
+				for _, c := range samples[mode] {
+					fmt.Printf("BenchmarkColdStart/fn=%s/%s 1 %d init-ns/op %d first-ns/op %d warm-ns/op\n",
+						function, mode, c.init.Nanoseconds(), c.first.Nanoseconds(), c.warm.Nanoseconds())
+				}
+			}
+		})
+	}
+}
+
+// samplePNG is the seed image's bytes: events/UploadPart.json's body.
+var samplePNG []byte
+
+func samplePartBytes(t *testing.T) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(eventsDir, "UploadPart.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev struct {
+		Body            string `json:"body"`
+		IsBase64Encoded bool   `json:"isBase64Encoded"`
+	}
+	if err := json.Unmarshal(raw, &ev); err != nil || !ev.IsBase64Encoded {
+		t.Fatalf("events/UploadPart.json: want a base64 body (%v)", err)
+	}
+	b, err := base64.StdEncoding.DecodeString(ev.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// BenchmarkTelemetrySetup is the part of a cold start that the OTLP
+// endpoint adds, in process: telemetry.SetupFrom with an endpoint (the
+// exporter, the resource, the TracerProvider and its batch processor's
+// goroutine), then Shutdown (nothing to export). endpoint=unset is the
+// same call without it (the propagator only). The global provider is put
+// back afterwards.
+func BenchmarkTelemetrySetup(b *testing.B) {
+	ctx := context.Background()
+	prev := otel.GetTracerProvider()
+	b.Cleanup(func() { otel.SetTracerProvider(prev) })
+	for _, bc := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"endpoint=unset", map[string]string{}},
+		{"endpoint=set", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+			"AWS_LAMBDA_FUNCTION_NAME": "Finalize", "AWS_REGION": "us-east-1"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				tel, err := telemetry.SetupFrom(ctx, "Finalize", func(k string) string { return bc.env[k] })
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := tel.Shutdown(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// coldStart is one start's timings.
+type coldStart struct {
+	init, first, warm time.Duration
+	status            int
+}
+
+// startCold runs the emulator with the function (through wrapper, the
+// Runtime API proxied), invokes event twice (cold, then warm) and stops
+// it. out, when not nil, gets the emulator's and the function's output.
+func startCold(t *testing.T, ctx context.Context, rieBin, wrapper, bootstrap, function string, env []string, event []byte, out io.Writer) coldStart {
+	t.Helper()
+	addr, apiAddr := freeAddr(t), freeAddr(t)
+	for apiAddr == addr {
+		apiAddr = freeAddr(t)
+	}
+	proxy := newRuntimeProxy(t, apiAddr)
+	defer proxy.Close()
+
+	cmd := exec.Command(rieBin, "--runtime-interface-emulator-address", addr, "--runtime-api-address", apiAddr, wrapper)
+	cmd.Dir = filepath.Dir(bootstrap)
+	cmd.Env = append(env[:len(env):len(env)],
+		"AWS_LAMBDA_FUNCTION_NAME="+function,
+		"AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(invokeTimeout/time.Second)),
+		"MOC_COLDSTART_RUNTIME_API="+proxy.Listener.Addr().String(),
+		"MOC_COLDSTART_BOOTSTRAP="+bootstrap,
+	)
+	var output syncBuffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	cmd.WaitDelay = 2 * time.Second
+	if err := stack.StartChild(cmd); err != nil {
+		t.Fatalf("start aws-lambda-rie: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if out != nil {
+			_, _ = io.WriteString(out, output.String())
+		}
+	}()
+	// The emulator listens at once; the function starts on the first
+	// invocation.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("aws-lambda-rie did not listen on %s:\n%s", addr, output.String())
+		}
+	}
+	invokeURL := "http://" + addr + "/2015-03-31/functions/function/invocations"
+	invoke := func() (time.Time, time.Duration, int) {
+		ctx, cancel := context.WithTimeout(ctx, invokeTimeout+10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, invokeURL, bytes.NewReader(event))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("invoke: %v\n%s", err, output.String())
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("invoke: %s %v: %s\n%s", resp.Status, err, raw, output.String())
+		}
+		var answer struct {
+			StatusCode int `json:"statusCode"`
+		}
+		if err := json.Unmarshal(raw, &answer); err != nil || answer.StatusCode == 0 {
+			t.Fatalf("not an API Gateway response (%v): %s\n%s", err, raw, output.String())
+		}
+		return start, took, answer.StatusCode
+	}
+	start, first, status := invoke()
+	next := proxy.firstNext()
+	if next.IsZero() {
+		t.Fatalf("the function answered without a GET …/invocation/next through the proxy:\n%s", output.String())
+	}
+	_, warm, _ := invoke()
+	return coldStart{init: next.Sub(start), first: first, warm: warm, status: status}
+}
+
+// runtimeProxy forwards the function's Runtime API requests to the
+// emulator's and notes when the first GET …/invocation/next arrived.
+type runtimeProxy struct {
+	*httptest.Server
+	next atomic.Pointer[time.Time]
+}
+
+func newRuntimeProxy(t *testing.T, apiAddr string) *runtimeProxy {
+	t.Helper()
+	p := &runtimeProxy{}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: apiAddr})
+	// The function's last GET …/next is cut when the emulator stops.
+	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) }
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/runtime/invocation/next") {
+			now := time.Now()
+			p.next.CompareAndSwap(nil, &now)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	return p
+}
+
+func (p *runtimeProxy) firstNext() time.Time {
+	if at := p.next.Load(); at != nil {
+		return *at
+	}
+	return time.Time{}
+}
+
+// spanCounter is an OTLP/HTTP (protobuf) trace receiver that counts what
+// it gets.
+type spanCounter struct {
+	*httptest.Server
+	exports, spans atomic.Int64
+}
+
+func newSpanCounter(t *testing.T) *spanCounter {
+	t.Helper()
+	c := &spanCounter{}
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		var msg collectortrace.ExportTraceServiceRequest
+		if err != nil || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &msg) != nil {
+			http.Error(w, "not an OTLP/HTTP protobuf trace export", http.StatusBadRequest)
+			return
+		}
+		for _, rs := range msg.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				c.spans.Add(int64(len(ss.Spans)))
+			}
+		}
+		c.exports.Add(1)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	t.Cleanup(c.Close)
+	return c
+}
+
+// initLine is a line of GODEBUG=inittrace=1: "init <package> @<t> ms, <clock> ms clock, …".
+var initLine = regexp.MustCompile(`(?m)^init (\S+) @[0-9.]+ ms, ([0-9.]+) ms clock`)
+
+// otelDep matches the packages the bootstrap links for tracing only:
+// OpenTelemetry's and what its OTLP exporter pulls in (protobuf, parts of
+// gRPC, grpc-gateway, genproto).
+var otelDep = regexp.MustCompile(`^(go\.opentelemetry\.io/|github\.com/exaring/otelpgx|google\.golang\.org/(protobuf|grpc|genproto)|github\.com/grpc-ecosystem/)`)
+
+// packageInit sums the clock time of the package initialisations in out,
+// in all and of the tracing packages (otelDep), in milliseconds.
+func packageInit(out string) (all, otel float64, otelPkgs int) {
+	for _, m := range initLine.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		all += v
+		if otelDep.MatchString(m[1]) {
+			otel += v
+			otelPkgs++
+		}
+	}
+	return all, otel, otelPkgs
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func durations(cs []coldStart, of func(coldStart) time.Duration) []time.Duration {
+	out := make([]time.Duration, len(cs))
+	for i, c := range cs {
+		out[i] = of(c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func median(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
+	d := durations(cs, of)
+	if len(d)%2 == 1 {
+		return d[len(d)/2]
+	}
+	return (d[len(d)/2-1] + d[len(d)/2]) / 2
+}
+
+func minOf(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
+	return durations(cs, of)[0]
+}
+
+func maxOf(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
+	d := durations(cs, of)
+	return d[len(d)-1]
+}
