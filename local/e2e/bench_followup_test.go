@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ import (
 // held deliveries are released and the async functions waited for
 // (invokeAPI.Wait); then every MOC must have had exactly one delivery and
 // its outbox row must be done. held is how many deliveries the receiver
-// was holding when released.
+// was holding when released; p50-ms and max-ms the median and the
+// slowest finalize.
 func BenchmarkFinalizeWebhook(b *testing.B) {
 	// Warm-up, not measured: the stack's first requests are slower.
 	for range 30 {
@@ -49,6 +51,7 @@ func BenchmarkFinalizeWebhook(b *testing.B) {
 // receiver that holds each delivery holdFor (0: answers at once).
 func benchFinalizeWebhook(b *testing.B, holdFor time.Duration) {
 	benchIdle(b) // nothing left over from an earlier benchmark
+	benchForgetSpans()
 	release := make(chan struct{})
 	var holding, heldTooLong atomic.Int64
 	hold := func(int) int {
@@ -64,6 +67,7 @@ func benchFinalizeWebhook(b *testing.B, holdFor time.Duration) {
 		return http.StatusOK
 	}
 	var users, mocs []string
+	var latencies []time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		user := "bench-" + uuid.NewString()
@@ -73,16 +77,20 @@ func benchFinalizeWebhook(b *testing.B, holdFor time.Duration) {
 		}
 		body, _ := json.Marshal(map[string]any{"uploadSessionId": sessionID, "title": "Bench"})
 		b.StartTimer()
+		start := time.Now()
 		moc, err := benchCall(server.URL, user, "POST", "/api/mocs/uploads/finalize", "application/json", body, 201)
 		if err != nil {
 			b.Fatal(err)
 		}
+		latencies = append(latencies, time.Since(start))
 		users, mocs = append(users, user), append(mocs, moc["id"].(string))
 	}
 	b.StopTimer()
 	held := holding.Load()
 	close(release)
 	benchIdle(b)
+	b.ReportMetric(benchMedianMS(latencies), "p50-ms")
+	b.ReportMetric(float64(slices.Max(latencies).Microseconds())/1000, "max-ms")
 	if holdFor > 0 {
 		b.ReportMetric(float64(held), "held")
 		if n := heldTooLong.Load(); n > 0 {
