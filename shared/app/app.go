@@ -236,11 +236,7 @@ func (h rawHandler) Invoke(ctx context.Context, payload []byte) ([]byte, error) 
 // LambdaMain is an HTTP API function's main (functions/<Function>).
 func LambdaMain(function string) {
 	lambdaMain(function, func(a *App, tel *telemetry.Telemetry) (any, error) {
-		h, err := a.LambdaHandler(function)
-		if err != nil {
-			return nil, err
-		}
-		return telemetry.FlushAfter(tel, h), nil
+		return flushed(a.LambdaHandler(function))(tel)
 	})
 }
 
@@ -248,11 +244,7 @@ func LambdaMain(function string) {
 // WsDisconnect, WsDefault).
 func WebSocketMain(function string) {
 	lambdaMain(function, func(a *App, tel *telemetry.Telemetry) (any, error) {
-		h, err := a.WebSocketHandler(function)
-		if err != nil {
-			return nil, err
-		}
-		return telemetry.FlushAfter(tel, h), nil
+		return flushed(a.WebSocketHandler(function))(tel)
 	})
 }
 
@@ -265,6 +257,17 @@ func AsyncMain(function string) {
 		}
 		return rawHandler(telemetry.FlushAfter(tel, h)), nil
 	})
+}
+
+// flushed takes a handler lookup's result and gives the handler that
+// flushes its spans after each invocation (or the lookup's error).
+func flushed[E, R any](h func(context.Context, E) (R, error), err error) func(*telemetry.Telemetry) (any, error) {
+	return func(tel *telemetry.Telemetry) (any, error) {
+		if err != nil {
+			return nil, err
+		}
+		return telemetry.FlushAfter(tel, h), nil
+	}
 }
 
 // lambdaMain is all a function's main does: log JSON (with the trace and
