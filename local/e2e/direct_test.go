@@ -25,6 +25,13 @@ import (
 // to the gateway that enforces AWS's payload limits, as a deployed client
 // would.
 
+// smallRefusedBody is the size of files whose PUTs S3 is expected to refuse
+// before reading the body. S3 then answers and closes the connection; with a
+// body larger than what the server reads with the headers, the close can
+// reset the connection while the client is still writing, and the client
+// sees "connection reset" instead of the answer.
+const smallRefusedBody = 1024
+
 // sendPresigned sends body to a presigned URL with exactly the headers the
 // API listed, and no credentials, as a browser would.
 func sendPresigned(t *testing.T, method, u string, headers any, body []byte) (int, http.Header, string) {
@@ -167,7 +174,7 @@ func TestWholeFileFoundByCompleteAndFinalize(t *testing.T) {
 	pdfReg := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))
 	imgReg := registerFile(t, c, sessionID, pngDecl("b.png", len(img)))
 	// A PUT with another Content-Type than the one signed is refused. (A
-	// small file: S3 may close the connection on a refused large body.)
+	// small file: see smallRefusedBody.)
 	if status, _, msg := sendPresigned(t, "PUT", imgReg["uploadUrl"].(string), map[string]any{"Content-Type": "image/jpeg"}, img); status != 403 {
 		t.Fatalf("PUT with another Content-Type: %d %s, want 403", status, msg)
 	}
@@ -309,7 +316,7 @@ func TestPresignedPartsFoundByFinalize(t *testing.T) {
 // its URL, and the service records nothing.
 func TestPresignedPartWrongMD5(t *testing.T) {
 	c := newAWSClient(t, userFor(t))
-	pdf := pdfBytes(mib)
+	pdf := pdfBytes(smallRefusedBody)
 	sessionID := createSession(t, c, pdfDecl("m.pdf", len(pdf)))
 	fileID := registerFile(t, c, sessionID, pdfDecl("m.pdf", len(pdf)))["fileId"].(string)
 	p := c.json("GET", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+fileID+"/parts/1/url?md5="+url.QueryEscape(contentMD5(pdf)), nil).data(t, 200)
@@ -361,7 +368,7 @@ func TestHalfPresignedHalfProxied(t *testing.T) {
 // waits for nothing.
 func TestExpiredPresignedURL(t *testing.T) {
 	c := newAWSClient(t, userFor(t))
-	pdf := pdfBytes(mib)
+	pdf := pdfBytes(smallRefusedBody)
 	sessionID := createSession(t, c, pdfDecl("late.pdf", len(pdf)))
 	fileID := registerFile(t, c, sessionID, pdfDecl("late.pdf", len(pdf)))["fileId"].(string)
 
