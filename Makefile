@@ -8,7 +8,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 BUILD_DIR := build
 GOFLAGS_LAMBDA := -tags lambda.norpc,nodynamic,grpcnotrace -trimpath -ldflags='-s -w'
 
-.PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean http traces
+.PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean http traces http-ci evidence
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,18 @@ test: ## run every test: unit, integration (real PostgreSQL + S3), end-to-end, b
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
+# make chaos: the fault suite's long form (local/chaos): 12 users through the whole upload flow
+# while toxiproxy, in the test process, makes PostgreSQL and S3 slow, reset their connections,
+# freeze them and restart them; then S3 and the database are checked directly. About 2 minutes.
+# The figures go to .local/chaos-report.md (docs/reliability.md says what each check means);
+# CHAOS_LOG=<file> keeps the stack's logs; CHAOS_FLAGS passes more (-chaos.users=24, -chaos.no-deadline).
+# `make test` runs the short form (about 15 s).
+.PHONY: chaos
+chaos: ## the fault suite, long form: concurrent uploads while PostgreSQL and S3 lag, reset, freeze, restart (~2 min)
+	@bash scripts/deps.sh
+	@mkdir -p .local
+	$(GO) test -count=1 -timeout 10m -run 'TestChaos' -v ./local/chaos -chaos.long -chaos.report $(CURDIR)/.local/chaos-report.md $(CHAOS_FLAGS)
+
 build: $(addprefix $(BUILD_DIR)/,$(addsuffix /bootstrap,$(FUNCTIONS))) ## build every function as build/<Name>/bootstrap (linux/arm64)
 
 $(BUILD_DIR)/%/bootstrap: FORCE
@@ -42,17 +54,21 @@ $(BUILD_DIR)/%/bootstrap: FORCE
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(GOFLAGS_LAMBDA) -o $@ ./functions/$*
 FORCE:
 
-# `sam build` runs build-<LogicalId> with ARTIFACTS_DIR set (BuildMethod: makefile).
+# `sam build` runs build-<LogicalId> with ARTIFACTS_DIR set (BuildMethod: makefile),
+# for every function of template.yaml, the Migrate and HttpAuthorizer ones included
+# (functions/makebuild_test.go builds each this way). samconfig.toml's build_in_source
+# runs it here rather than in a copy of the repository (with .local/ and .bin/).
 build-%Function:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build $(GOFLAGS_LAMBDA) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$*
 
-seed: deps $(MOC_LOCAL) ## load the sample sessions and files (local/devstack/seed.sql)
+# seed and replay join the stack `make local` runs (PostgreSQL on LOCAL_PG_PORT, S3 on
+# LOCAL_S3_PORT, data in .local/): they use its services when they answer there, else start
+# them for the command; they say which on their first line.
+seed: deps $(MOC_LOCAL) ## load the sample rows into the stack on LOCAL_PG_PORT/LOCAL_S3_PORT (make local's, or started for it)
 	@$(MOC_LOCAL) seed
 
-replay: ## run one function on a sample event: make replay FN=GetSession EVENT=events/GetSession.json
-	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make replay FN=<Function> EVENT=events/<file>.json" >&2; exit 2; }
-	@$(MAKE) -s $(MOC_LOCAL)
-	@$(MOC_LOCAL) replay -fn $(FN) -event $(EVENT)
+replay: $(MOC_LOCAL) ## run a function on a sample event, on the stack's ports: make replay FN=GetSession [EVENT=events/GetSession.json]; no FN lists them
+	@$(MOC_LOCAL) replay -fn '$(FN)' -event '$(or $(EVENT),events/$(FN).json)'
 
 # make http: the seed-test evidence of story 01727 (__http__/*.http), sent by httpyac (Node.js, via
 # npx) to a stack that is already running; exits non-zero when a request or an assertion fails.
@@ -77,6 +93,21 @@ http: ## send __http__/'s requests with httpyac to HTTP_API, HTTP_WS and a webho
 	  HTTP_USER="$${HTTP_USER:-http-$$(date +%Y%m%d%H%M%S)-$$$$}" \
 	  node __http__/hook-receiver.mjs $(HTTPYAC) send $(HTTP_FILE) --all --output short --output-failed response
 
+# make http-ci: make http against a stack of its own, as CI runs it (.ci/run). .bin/moc-evidence
+# starts the stack in one process, on free loopback ports, configured as the .http file's header
+# says (no AWS payload limits, thumbnails on, webhooks and OTLP/JSON traces to the receiver of make
+# http on HOOK_PORT, signed with HOOK_SECRET), runs make http with HTTP_API and HTTP_WS pointing at
+# it, and stops it; it fails when make http fails.
+# make evidence: writes docs/evidence/STORY-01727.md (generated: never edit it by hand) from a real
+# run of the seed story against a stack the command starts and stops; see local/evidence.
+EVIDENCE := .bin/moc-evidence
+$(EVIDENCE): FORCE
+	@$(GO) build -o $@ ./local/cmd/moc-evidence
+http-ci: deps $(EVIDENCE) ## make http against a stack it starts on free ports (what CI runs); needs Node.js
+	@HOOK_PORT='$(HOOK_PORT)' HOOK_SECRET='$(HOOK_SECRET)' $(EVIDENCE) stack -- $(MAKE) -s http
+evidence: deps $(EVIDENCE) ## write docs/evidence/STORY-01727.md from a real run against a stack it starts
+	@$(EVIDENCE) write -out docs/evidence/STORY-01727.md
+
 migrate: $(MOC_LOCAL) ## apply the migrations to DATABASE_URL (e.g. a deployed database)
 	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL" >&2; exit 2; }
 	@$(MOC_LOCAL) migrate
@@ -84,11 +115,15 @@ migrate: $(MOC_LOCAL) ## apply the migrations to DATABASE_URL (e.g. a deployed d
 wipe: ## delete make local's data (.local/: database and objects)
 	rm -rf .local
 
-lint: ## gofmt, go vet, staticcheck
+# cfn-lint also expands the SAM transform; template.yaml's Metadata says
+# why its one ignored rule (W1030) is ignored.
+lint: ## gofmt, go vet, staticcheck, cfn-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
 	$(GO) vet ./...
 	@cd tools && $(GO) build -o ../.bin/staticcheck honnef.co/go/tools/cmd/staticcheck
 	.bin/staticcheck -checks all,-ST1000,-ST1003 ./...
+	@command -v cfn-lint >/dev/null || { echo "make lint: needs cfn-lint (pip install cfn-lint)" >&2; exit 1; }
+	cfn-lint template.yaml
 
 clean: ## remove build output
 	rm -rf $(BUILD_DIR)

@@ -32,6 +32,7 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/stack"
+	"github.com/mocbuilders/moc-upload/shared/auth/authtest"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
 )
 
@@ -103,13 +104,7 @@ func TestColdStartTracing(t *testing.T) {
 		t.Fatalf("the Lambda Runtime Interface Emulator: %v", err)
 	}
 	binDir := t.TempDir()
-	// The script the emulator starts as the function: it points the
-	// function at the proxy of the Runtime API, then becomes the bootstrap.
-	wrapper := filepath.Join(binDir, "bootstrap-via-proxy")
-	script := "#!/bin/sh\nAWS_LAMBDA_RUNTIME_API=\"$MOC_COLDSTART_RUNTIME_API\" exec \"$MOC_COLDSTART_BOOTSTRAP\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper := writeWrapper(t, binDir)
 	// The in-process stack's own logs (the seed part's progress event
 	// dropped, …) are not what this test is about.
 	prevLog := slog.Default()
@@ -154,7 +149,7 @@ func TestColdStartTracing(t *testing.T) {
 					}
 				}
 				exports := receiver.exports.Load()
-				cs := startCold(t, ctx, rieBin, wrapper, bootstrap, function, modes[mode], event, nil)
+				cs := startCold(t, ctx, rieBin, wrapper, bootstrap, function, modes[mode], event, true, nil)
 				if status == 0 {
 					status = cs.status
 				} else if cs.status != status {
@@ -168,7 +163,7 @@ func TestColdStartTracing(t *testing.T) {
 			// The package initialisation, once (the same in both modes).
 			var inittrace bytes.Buffer
 			startCold(t, ctx, rieBin, wrapper, bootstrap, function,
-				append(env[:len(env):len(env)], "GODEBUG=inittrace=1"), event, &inittrace)
+				append(env[:len(env):len(env)], "MOC_COLDSTART_GODEBUG=inittrace=1"), event, true, &inittrace)
 			all, otelInit, otelPkgs := packageInit(inittrace.String())
 
 			t.Logf("%s: bootstrap %.1f MiB (%s/%s, -s -w); answers %d; %d starts of each mode, medians (min–max):",
@@ -256,16 +251,40 @@ func BenchmarkTelemetrySetup(b *testing.B) {
 	}
 }
 
+// writeWrapper writes the script the emulator starts as the function: it
+// points the function at the proxy of the Runtime API and gives it
+// MOC_COLDSTART_GODEBUG as GODEBUG (the emulator's own Go runtime must not
+// print its package initialisation too), then becomes the bootstrap.
+func writeWrapper(t *testing.T, dir string) string {
+	t.Helper()
+	wrapper := filepath.Join(dir, "bootstrap-via-proxy")
+	script := "#!/bin/sh\nAWS_LAMBDA_RUNTIME_API=\"$MOC_COLDSTART_RUNTIME_API\" GODEBUG=\"$MOC_COLDSTART_GODEBUG\" exec \"$MOC_COLDSTART_BOOTSTRAP\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return wrapper
+}
+
 // coldStart is one start's timings.
 type coldStart struct {
 	init, first, warm time.Duration
-	status            int
+	// rieInit is the emulator's own measure of the init ("INIT
+	// REPORT(durationMs: …)"): from its start of the runtime process to
+	// the first GET …/next, without the invocation's way in.
+	rieInit time.Duration
+	status  int    // the API Gateway response's statusCode, or 0
+	answer  []byte // the first invocation's answer
+	// phases is the function's "cold start" log line (app.serveLambda):
+	// milliseconds of each step of main, nil without one.
+	phases map[string]float64
 }
 
 // startCold runs the emulator with the function (through wrapper, the
 // Runtime API proxied), invokes event twice (cold, then warm) and stops
-// it. out, when not nil, gets the emulator's and the function's output.
-func startCold(t *testing.T, ctx context.Context, rieBin, wrapper, bootstrap, function string, env []string, event []byte, out io.Writer) coldStart {
+// it. apiResponse: the answer must be an API Gateway response (else any
+// answer will do: an authorizer's, an async function's). out, when not
+// nil, gets the emulator's and the function's output.
+func startCold(t *testing.T, ctx context.Context, rieBin, wrapper, bootstrap, function string, env []string, event []byte, apiResponse bool, out io.Writer) (cs coldStart) {
 	t.Helper()
 	addr, apiAddr := freeAddr(t), freeAddr(t)
 	for apiAddr == addr {
@@ -298,9 +317,15 @@ func startCold(t *testing.T, ctx context.Context, rieBin, wrapper, bootstrap, fu
 			_ = cmd.Process.Kill()
 			<-done
 		}
+		all := output.String()
 		if out != nil {
-			_, _ = io.WriteString(out, output.String())
+			_, _ = io.WriteString(out, all)
 		}
+		if m := rieInitReport.FindStringSubmatch(all); m != nil {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			cs.rieInit = time.Duration(v * float64(time.Millisecond))
+		}
+		cs.phases = coldStartPhases(all)
 	}()
 	// The emulator listens at once; the function starts on the first
 	// invocation.
@@ -314,7 +339,7 @@ func startCold(t *testing.T, ctx context.Context, rieBin, wrapper, bootstrap, fu
 		}
 	}
 	invokeURL := "http://" + addr + "/2015-03-31/functions/function/invocations"
-	invoke := func() (time.Time, time.Duration, int) {
+	invoke := func() (time.Time, time.Duration, int, []byte) {
 		ctx, cancel := context.WithTimeout(ctx, invokeTimeout+10*time.Second)
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, invokeURL, bytes.NewReader(event))
@@ -335,18 +360,40 @@ func startCold(t *testing.T, ctx context.Context, rieBin, wrapper, bootstrap, fu
 		var answer struct {
 			StatusCode int `json:"statusCode"`
 		}
-		if err := json.Unmarshal(raw, &answer); err != nil || answer.StatusCode == 0 {
+		if err := json.Unmarshal(raw, &answer); apiResponse && (err != nil || answer.StatusCode == 0) {
 			t.Fatalf("not an API Gateway response (%v): %s\n%s", err, raw, output.String())
 		}
-		return start, took, answer.StatusCode
+		return start, took, answer.StatusCode, raw
 	}
-	start, first, status := invoke()
+	start, first, status, answer := invoke()
 	next := proxy.firstNext()
 	if next.IsZero() {
 		t.Fatalf("the function answered without a GET …/invocation/next through the proxy:\n%s", output.String())
 	}
-	_, warm, _ := invoke()
-	return coldStart{init: next.Sub(start), first: first, warm: warm, status: status}
+	_, warm, _, _ := invoke()
+	cs.init, cs.first, cs.warm, cs.status, cs.answer = next.Sub(start), first, warm, status, answer
+	return cs
+}
+
+// rieInitReport is the emulator's line about the init.
+var rieInitReport = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
+
+// coldStartPhases reads the function's "cold start" log line (JSON, from
+// app.serveLambda): {"msg":"cold start","coldStart":{"<step>Ms":…}}.
+func coldStartPhases(output string) map[string]float64 {
+	for _, line := range strings.Split(output, "\n") {
+		if !strings.Contains(line, `"cold start"`) {
+			continue
+		}
+		var rec struct {
+			Msg       string             `json:"msg"`
+			ColdStart map[string]float64 `json:"coldStart"`
+		}
+		if json.Unmarshal([]byte(strings.TrimSpace(line)), &rec) == nil && rec.Msg == "cold start" {
+			return rec.ColdStart
+		}
+	}
+	return nil
 }
 
 // runtimeProxy forwards the function's Runtime API requests to the
@@ -456,4 +503,201 @@ func minOf(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
 func maxOf(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
 	d := durations(cs, of)
 	return d[len(d)-1]
+}
+
+// TestColdStart measures the cold start of every function (every
+// replay of TestBootstrapsUnderRIE, or MOC_BENCH_COLDSTART_FUNCTIONS) as
+// TestColdStartTracing does, tracing off: the bootstrap built from this
+// tree, and, when MOC_BENCH_COLDSTART_BASELINE names a directory holding
+// a bootstrap per function (<dir>/<Function>, built the same way from
+// another tree: the one before a change), that one too, the two
+// interleaved (baseline, current, current, baseline, …), MOC_BENCH_COLDSTART_N
+// starts of each (default 10). Each start is timed as in
+// TestColdStartTracing (init: to the first GET …/next; first answer),
+// and the emulator's own INIT REPORT is read too. Every start of a
+// function must answer as its first did, whichever build: the same
+// behaviour. One more start of the current build, with
+// GODEBUG=inittrace=1 (the bootstrap's only), gives its Go package
+// initialisation; its "cold start" log line, what main spends on each
+// step. Skipped unless MOC_BENCH_COLDSTART=1 (docs/benchmarks.md "Cold
+// start and binary size").
+func TestColdStart(t *testing.T) {
+	if os.Getenv("MOC_BENCH_COLDSTART") != "1" {
+		t.Skip("a measurement: MOC_BENCH_COLDSTART=1 runs it (docs/benchmarks.md)")
+	}
+	n := 10
+	if v := os.Getenv("MOC_BENCH_COLDSTART_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("MOC_BENCH_COLDSTART_N=%q: want a whole number ≥ 1", v)
+		}
+	}
+	kinds := map[string]replay{}
+	var functions []string
+	for _, r := range replays {
+		kinds[r.function] = r
+		functions = append(functions, r.function)
+	}
+	if v := os.Getenv("MOC_BENCH_COLDSTART_FUNCTIONS"); v != "" {
+		functions = strings.Split(v, ",")
+	}
+	baseline := os.Getenv("MOC_BENCH_COLDSTART_BASELINE")
+	root, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	rieBin, err := stack.ToolBinary(ctx, rieTool)
+	if err != nil {
+		t.Fatalf("the Lambda Runtime Interface Emulator: %v", err)
+	}
+	binDir := t.TempDir()
+	wrapper := writeWrapper(t, binDir)
+	prevLog := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { slog.SetDefault(prevLog) })
+	st, env := startSeededStack(t, ctx)
+	iss := authtest.NewIssuer(t)
+	authEnv := []string{"PATH=" + os.Getenv("PATH"), "JWT_ISSUER=" + iss.URL, "JWT_AUDIENCE=" + sampleAudience}
+	samplePNG = samplePartBytes(t)
+
+	for _, function := range functions {
+		t.Run(function, func(t *testing.T) {
+			kind := kinds[function]
+			builds := map[string]string{"current": filepath.Join(binDir, function, "bootstrap")}
+			if err := buildBootstrap(ctx, root, function, builds["current"]); err != nil {
+				t.Fatal(err)
+			}
+			variants := []string{"current"}
+			if baseline != "" {
+				b, err := filepath.Abs(filepath.Join(baseline, function))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(b); err != nil {
+					t.Fatalf("MOC_BENCH_COLDSTART_BASELINE: %v", err)
+				}
+				builds["baseline"] = b
+				variants = []string{"baseline", "current"}
+			}
+			event, err := os.ReadFile(filepath.Join(eventsDir, function+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fnEnv := env
+			if kind.authorizer {
+				fnEnv = authEnv
+				event = withToken(t, event, iss.Token(t, devstack.SeedUserID, sampleAudience, nil))
+			}
+			apiResponse := !kind.authorizer && !kind.async
+			samples := map[string][]coldStart{}
+			var answer string // every start's, whichever build: the first's
+			answered := false
+			start := func(variant string, extraEnv ...string) coldStart {
+				if err := st.Seed(ctx); err != nil {
+					t.Fatalf("seed again: %v", err)
+				}
+				if function == "Finalize" {
+					if _, err := st.App.Service.UploadPart(ctx, devstack.SeedUserID, devstack.SeedSessionID,
+						devstack.SeedImageFileID, 1, bytes.NewReader(samplePNG), int64(len(samplePNG)), ""); err != nil {
+						t.Fatalf("upload the seed image's part: %v", err)
+					}
+				}
+				cs := startCold(t, ctx, rieBin, wrapper, builds[variant], function,
+					append(fnEnv[:len(fnEnv):len(fnEnv)], extraEnv...), event, apiResponse, nil)
+				got := string(cs.answer)
+				if apiResponse {
+					got = strconv.Itoa(cs.status)
+				}
+				if !answered {
+					answer, answered = got, true
+				} else if got != answer {
+					t.Fatalf("%s answered %s, the first start %s", variant, got, answer)
+				}
+				return cs
+			}
+			for i := range len(variants) * n {
+				// With two builds: baseline, current, current, baseline, …
+				v := variants[(i+i/2)%len(variants)]
+				samples[v] = append(samples[v], start(v))
+			}
+			var inittrace bytes.Buffer
+			traced := func() coldStart {
+				if err := st.Seed(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return startCold(t, ctx, rieBin, wrapper, builds["current"], function,
+					append(fnEnv[:len(fnEnv):len(fnEnv)], "MOC_COLDSTART_GODEBUG=inittrace=1"), event, apiResponse, &inittrace)
+			}()
+			all, _, _ := packageInit(inittrace.String())
+			top := topInits(inittrace.String(), 4)
+
+			info, err := os.Stat(builds["current"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: bootstrap %.2f MB (%s/%s); answers %s; %d starts of each build, medians (min–max):",
+				function, float64(info.Size())/1e6, runtime.GOOS, runtime.GOARCH, truncateAnswer(answer), n)
+			for _, m := range []struct {
+				name string
+				of   func(coldStart) time.Duration
+			}{
+				{"init (to the first /next)", func(c coldStart) time.Duration { return c.init }},
+				{"init (emulator's INIT REPORT)", func(c coldStart) time.Duration { return c.rieInit }},
+				{"first answer (init + invocation)", func(c coldStart) time.Duration { return c.first }},
+			} {
+				line := fmt.Sprintf("  %-34s", m.name)
+				for _, v := range variants {
+					line += fmt.Sprintf("  %s %7.2f ms (%.2f–%.2f)", v, ms(median(samples[v], m.of)),
+						ms(minOf(samples[v], m.of)), ms(maxOf(samples[v], m.of)))
+				}
+				t.Logf("%s", line)
+			}
+			t.Logf("  current, one start with GODEBUG=inittrace=1: Go package init %.2f ms (most: %s); main's steps (ms): %v",
+				all, top, traced.phases)
+			for _, v := range variants {
+				for _, c := range samples[v] {
+					fmt.Printf("BenchmarkColdStart/fn=%s/build=%s 1 %d init-ns/op %d rieinit-ns/op %d first-ns/op\n",
+						function, v, c.init.Nanoseconds(), c.rieInit.Nanoseconds(), c.first.Nanoseconds())
+				}
+			}
+		})
+	}
+}
+
+func truncateAnswer(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
+}
+
+// topInits names the k package initialisations that took longest.
+func topInits(out string, k int) string {
+	type pkg struct {
+		name string
+		ms   float64
+	}
+	var all []pkg
+	for _, m := range initLine.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		all = append(all, pkg{m[1], v})
+	}
+	slices.SortFunc(all, func(a, b pkg) int { return cmpFloat(b.ms, a.ms) })
+	var parts []string
+	for _, p := range all[:min(k, len(all))] {
+		parts = append(parts, fmt.Sprintf("%s %.2f", p.name, p.ms))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

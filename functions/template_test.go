@@ -58,17 +58,39 @@ const (
 
 // requiredEnv is what every function must be given in AWS, and the
 // parameter (or, for S3_BUCKET, the resource) each must be `!Ref` of:
-// DATABASE_URL and S3_BUCKET are required (shared/app/config.go), and the
-// others must follow the stack's parameters rather than the code's defaults.
-// Each must be set on the function itself (goformation does not apply
-// Globals).
-var requiredEnv = map[string]string{
-	"DATABASE_URL":               "DatabaseUrl",
+// the database (databaseEnv) and S3_BUCKET are required
+// (shared/app/config.go), and the others must follow the stack's
+// parameters rather than the code's defaults. Each must be set on the
+// function itself (goformation does not apply Globals).
+var requiredEnv = withDatabaseEnv(map[string]string{
 	"S3_BUCKET":                  "UploadBucket",
 	"STAGE":                      "Stage",
 	"UPLOAD_RATE_LIMIT_PER_DAY":  "UploadRateLimitPerDay",
 	"UPLOAD_SESSION_TTL_MINUTES": "UploadSessionTtlMinutes",
 	"UPLOAD_URL_TTL_MINUTES":     "UploadUrlTtlMinutes",
+})
+
+// databaseEnv is how every function that touches PostgreSQL finds it, as
+// loadTemplate shows the values: the ARN of the credentials' secret (read
+// at cold start by shared/secrets; never the credentials themselves), the
+// host (DatabaseMode create: the RDS Proxy endpoint), port, database name
+// and pool size. secretsOf's resources must match DATABASE_SECRET_ARN.
+var databaseEnv = map[string]string{
+	"DATABASE_SECRET_ARN":     ifString(createDatabase, databaseSecretAttr, "DatabaseSecretArn"),
+	"DATABASE_HOST":           ifString(createDatabase, "DatabaseProxy.Endpoint", "DatabaseHost"),
+	"DATABASE_PORT":           ifString(createDatabase, "5432", "DatabasePort"),
+	"DATABASE_NAME":           "DatabaseName",
+	"DATABASE_POOL_MAX_CONNS": "DatabasePoolMaxConns",
+}
+
+const (
+	createDatabase     = "CreateDatabase"
+	databaseSecretAttr = "DatabaseCluster.MasterUserSecret.SecretArn"
+)
+
+func withDatabaseEnv(m map[string]string) map[string]string {
+	maps.Copy(m, databaseEnv)
+	return m
 }
 
 // functionEnv is what only some functions read, by function, as requiredEnv
@@ -84,18 +106,24 @@ var functionEnv = map[string]map[string]string{
 		"MOC_FINALIZE_WEBHOOK_URL":    "MocFinalizeWebhookUrl",
 	},
 	"Webhook": {
-		"MOC_FINALIZE_WEBHOOK_URL":    "MocFinalizeWebhookUrl",
-		"MOC_FINALIZE_WEBHOOK_SECRET": "MocFinalizeWebhookSecret",
+		"MOC_FINALIZE_WEBHOOK_URL":        "MocFinalizeWebhookUrl",
+		"MOC_FINALIZE_WEBHOOK_SECRET_ARN": "MocFinalizeWebhookSecretArn",
 	},
 }
 
 // tracingEnv is the OpenTelemetry configuration every function must be
 // given, as requiredEnv: where it exports its spans (OTLP/HTTP; empty, the
-// default, means no tracing) and with what headers. checkEnv adds it to
-// every function's want, with OTEL_SERVICE_NAME (serviceName).
+// default, means no tracing). checkEnv adds it to every function's want,
+// with OTEL_SERVICE_NAME (serviceName), and, for the functions that read
+// secrets at cold start (all but the authorizers), tracingSecretEnv.
 var tracingEnv = map[string]string{
 	"OTEL_EXPORTER_OTLP_ENDPOINT": "OtelExporterOtlpEndpoint",
-	"OTEL_EXPORTER_OTLP_HEADERS":  "OtelExporterOtlpHeaders",
+}
+
+// tracingSecretEnv names the secret of the export's headers (credentials,
+// so not a parameter value): shared/secrets reads it at cold start.
+var tracingSecretEnv = map[string]string{
+	"OTEL_EXPORTER_OTLP_HEADERS_SECRET_ARN": "OtelExporterOtlpHeadersSecretArn",
 }
 
 // serviceName is every function's OTEL_SERVICE_NAME, as loadTemplate shows
@@ -106,11 +134,10 @@ const serviceName = "moc-upload-${Stage}"
 // requiredEnv: the database and the bucket (required by the shared
 // configuration), and the stage of the object keys. The upload limits are
 // not theirs.
-var followUpEnv = map[string]string{
-	"DATABASE_URL": "DatabaseUrl",
-	"S3_BUCKET":    "UploadBucket",
-	"STAGE":        "Stage",
-}
+var followUpEnv = withDatabaseEnv(map[string]string{
+	"S3_BUCKET": "UploadBucket",
+	"STAGE":     "Stage",
+})
 
 // invokes lists, by function, the follow-up functions it invokes
 // (InvocationType Event): it must be allowed lambda:InvokeFunction on
@@ -181,6 +208,10 @@ var s3Access = map[string]struct{ objects, thumbnails, bucket []string }{
 	"WsDisconnect": {},
 	"WsDefault":    {},
 	"WsAuthorizer": {},
+	// The HTTP API's cookie authorizer, as the WebSocket one; the
+	// migration needs the database only.
+	httpAuthorizer:  {},
+	migrateFunction: {},
 	// The follow-up functions: the thumbnail reads the MOC's first image
 	// (HeadObject, GetObject) and writes only thumbnails; the webhook and
 	// the sweeper need the database only.
@@ -199,6 +230,8 @@ var s3Access = map[string]struct{ objects, thumbnails, bucket []string }{
 const (
 	webSocketAPIID        = "WebSocketApi"
 	wsAuthorizer          = "WsAuthorizer"
+	httpAuthorizer        = "HttpAuthorizer"
+	migrateFunction       = "Migrate"
 	tokenIdentitySource   = "route.request.querystring.token"
 	webSocketEndpoint     = "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
 	manageConnectionsARN  = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${Stage}/POST/@connections/*"
@@ -232,7 +265,7 @@ var authorizerEnv = map[string]string{
 // nonRouteFunctions are the template's functions that serve no HTTP route
 // (async jobs, WebSocket handlers), by logical id.
 func nonRouteFunctions() map[string]bool {
-	ids := map[string]bool{wsAuthorizer + "Function": true}
+	ids := map[string]bool{wsAuthorizer + "Function": true, httpAuthorizer + "Function": true, migrateFunction + "Function": true}
 	for _, rt := range wsapi.Routes {
 		ids[rt.Function+"Function"] = true
 	}
@@ -303,13 +336,95 @@ func loadTemplate(t *testing.T) *cloudformation.Template {
 		}
 		return ifString(cond, a, b)
 	}
-	tmpl, err := goformation.OpenWithOptions(templatePath, &intrinsics.ProcessorOptions{
+	raw, err := os.ReadFile(templatePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := goformation.ParseJSONWithOptions(goformationReadable(t, raw), &intrinsics.ProcessorOptions{
 		IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{"Ref": ref, "Fn::GetAtt": getAtt, "Fn::Sub": sub, "Fn::If": fnIf},
 	})
 	if err != nil {
 		t.Fatalf("parse %s: %v", templatePath, err)
 	}
 	return tmpl
+}
+
+// goformationReadable is the template, as JSON, without what goformation
+// v7 cannot read and the template needs: properties its types lack
+// (a function's LoggingConfig, an HTTP API's AccessLogSettings), and
+// numbers given as an !If (a function's ReservedConcurrentExecutions).
+// Outside the functions (whose environment's !Refs the tests read as
+// names), a !Ref of a Number parameter becomes the parameter's default,
+// which goformation reads as a number. The rendered template
+// (template_render_test.go) checks those parts instead.
+func goformationReadable(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	j, err := intrinsics.ProcessYAML(raw, &intrinsics.ProcessorOptions{NoProcess: true})
+	if err != nil {
+		t.Fatalf("parse %s: %v", templatePath, err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(j, &doc); err != nil {
+		t.Fatal(err)
+	}
+	numbers := map[string]any{}
+	params, _ := doc["Parameters"].(map[string]any)
+	for name, p := range params {
+		if p, _ := p.(map[string]any); p["Type"] == "Number" {
+			numbers[name] = p["Default"]
+		}
+	}
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["Ref"].(string); ok && len(v) == 1 {
+				if n, ok := numbers[ref]; ok {
+					return n
+				}
+			}
+			for k, x := range v {
+				v[k] = walk(x)
+			}
+		case []any:
+			for i, x := range v {
+				v[i] = walk(x)
+			}
+		}
+		return v
+	}
+	unreadable := map[string][]string{
+		"AWS::Serverless::Function": {"LoggingConfig", "ReservedConcurrentExecutions"},
+		"AWS::Serverless::HttpApi":  {"AccessLogSettings"},
+	}
+	resources, _ := doc["Resources"].(map[string]any)
+	for _, r := range resources {
+		r, _ := r.(map[string]any)
+		props, _ := r["Properties"].(map[string]any)
+		typ, _ := r["Type"].(string)
+		for _, k := range unreadable[typ] {
+			delete(props, k)
+		}
+		if typ != "AWS::Serverless::Function" { // its environment's !Refs stay names
+			walk(props)
+		}
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// secretARNPatterns is what a parameter naming a Secrets Manager secret
+// must accept (value → accepted): empty (none), or a secret's ARN.
+var secretARNPatterns = map[string]bool{
+	"": true,
+	"arn:aws:secretsmanager:us-east-1:123456789012:secret:moc-upload/webhook-AbCdEf": true,
+	"arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:x-1":                   true,
+	"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":                                         false, // the secret itself
+	"authorization=Bearer%20abc":                                                     false,
+	"arn:aws:ssm:us-east-1:123456789012:parameter/x":                                 false,
 }
 
 // ifString is how loadTemplate shows `!If [cond, a, b]` of two strings.
@@ -387,6 +502,9 @@ func checkEnv(t *testing.T, tmpl *cloudformation.Template, id string, fn *server
 	t.Helper()
 	want = maps.Clone(want)
 	maps.Copy(want, tracingEnv)
+	if _, ok := want["DATABASE_SECRET_ARN"]; ok {
+		maps.Copy(want, tracingSecretEnv)
+	}
 	vars := envOf(fn)
 	if got := vars["OTEL_SERVICE_NAME"]; got != serviceName {
 		t.Errorf("%s: OTEL_SERVICE_NAME = %q, want !Sub %q (Globals are not checked: set it on the function)", id, got, serviceName)
@@ -400,7 +518,7 @@ func checkEnv(t *testing.T, tmpl *cloudformation.Template, id string, fn *server
 		ref := want[name]
 		_, isParam := tmpl.Parameters[ref]
 		_, isResource := tmpl.Resources[ref]
-		if !isParam && !isResource {
+		if !isParam && !isResource && !strings.Contains(ref, " ? ") {
 			t.Errorf("%s: %s should follow the parameter or resource %s, which the template does not declare", id, name, ref)
 		}
 		switch v, ok := vars[name]; {
@@ -511,7 +629,7 @@ func checkAccess(t *testing.T, id string, fn *serverless.Function, function stri
 	t.Helper()
 	sts := statementsOf(t, id, fn)
 	for _, svc := range slices.Sorted(maps.Keys(sts)) {
-		if svc != "s3" && svc != "execute-api" && svc != "lambda" {
+		if svc != "s3" && svc != "execute-api" && svc != "lambda" && svc != "secretsmanager" {
 			for _, st := range sts[svc] {
 				t.Errorf("%s: grants %v on %v; no check here covers %s: grant it only with a check", id, st["Action"], st["Resource"], svc)
 			}
@@ -520,6 +638,42 @@ func checkAccess(t *testing.T, id string, fn *serverless.Function, function stri
 	checkS3Access(t, id, sts["s3"], function)
 	checkManageConnections(t, id, sts["execute-api"], progressFunctions[function])
 	checkInvokeAccess(t, id, sts["lambda"], invokes[function])
+	checkSecretAccess(t, id, sts["secretsmanager"], function)
+}
+
+// secretResources is what each function may read from Secrets Manager, as
+// loadTemplate shows the !Ifs: the database's secret (the one its
+// DATABASE_SECRET_ARN names), the OTLP headers' when set, and, for the
+// Webhook function only, the webhook's signing secret. The authorizers
+// read none.
+func secretResources(function string) []string {
+	switch function {
+	case wsAuthorizer, httpAuthorizer:
+		return nil
+	case migrateFunction:
+		return []string{databaseEnv["DATABASE_SECRET_ARN"]}
+	}
+	r := []string{databaseEnv["DATABASE_SECRET_ARN"], ifString("HasOtelHeadersSecret", "OtelExporterOtlpHeadersSecretArn", "AWS::NoValue")}
+	if function == followup.WebhookFunction {
+		r = append(r, ifString("HasWebhookSecret", "MocFinalizeWebhookSecretArn", "AWS::NoValue"))
+	}
+	return r
+}
+
+// checkSecretAccess checks that the Secrets Manager statements sts allow
+// secretsmanager:GetSecretValue on exactly secretResources(function).
+func checkSecretAccess(t *testing.T, id string, sts []map[string]any, function string) {
+	t.Helper()
+	var got []string
+	for _, st := range sts {
+		if actions := stringList(st["Action"]); !slices.Equal(actions, []string{"secretsmanager:GetSecretValue"}) {
+			t.Errorf("%s: grants %v, want only secretsmanager:GetSecretValue", id, actions)
+		}
+		got = append(got, stringList(st["Resource"])...)
+	}
+	if want := secretResources(function); !slices.Equal(got, want) {
+		t.Errorf("%s: secretsmanager:GetSecretValue on %q, want %q", id, got, want)
+	}
 }
 
 // checkManageConnections checks that the API Gateway statements sts let
@@ -1085,7 +1239,8 @@ func ratePeriod(expr string) (time.Duration, error) {
 }
 
 // The deployment's follow-up parameters: both features off unless asked
-// for, and the webhook's secret, like the database URL, never echoed.
+// for, and the webhook's secret named by its Secrets Manager ARN, never
+// given as a value.
 func TestTemplateFollowUpParameters(t *testing.T) {
 	tmpl := loadTemplate(t)
 	for _, c := range []struct {
@@ -1099,24 +1254,15 @@ func TestTemplateFollowUpParameters(t *testing.T) {
 		{name: "MocFinalizeWebhookUrl", def: "", patterns: map[string]bool{
 			"": true, "https://hooks.example/moc": true, "http://10.0.0.7:8080/hook": true, "ftp://x": false, "hooks.example": false,
 		}},
-		{name: "MocFinalizeWebhookSecret", def: "", noEcho: true, patterns: map[string]bool{
-			"":                                       true,
-			"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw": true, // the spec's example: 24 bytes
-			"whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=":                                             true, // 32 bytes, padded
-			"whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==": true, // 64 bytes
-			"whsec_":                                 false,
-			"whsec_c2hvcnQ=":                         false, // 5 bytes
-			"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":       false, // no prefix
-			"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa-w": false, // URL-safe base64
-		}},
-		{name: "DatabaseUrl", noEcho: true},
+		// The signing secret is in Secrets Manager: the parameter is its ARN.
+		{name: "MocFinalizeWebhookSecretArn", def: "", patterns: secretARNPatterns},
 	} {
 		p, ok := tmpl.Parameters[c.name]
 		if !ok {
 			t.Errorf("no parameter %s", c.name)
 			continue
 		}
-		if c.name != "DatabaseUrl" && p.Default != c.def {
+		if p.Default != c.def {
 			t.Errorf("parameter %s: Default = %#v, want %q", c.name, p.Default, c.def)
 		}
 		if got := p.NoEcho != nil && *p.NoEcho; got != c.noEcho {
@@ -1313,10 +1459,7 @@ func TestTemplateTracing(t *testing.T) {
 			"": true, "http://localhost:4318": true, "https://otlp.example.com": true, "https://otlp.example.com/otlp": true,
 			"localhost:4318": false, "grpc://localhost:4317": false, "https://otlp.example.com/?x=1": false,
 		}},
-		{name: "OtelExporterOtlpHeaders", noEcho: true, patterns: map[string]bool{
-			"": true, "authorization=Bearer%20abc": true, "x-api-key=k1,x-team=moc": true,
-			"authorization": false, "=v": false, "a=b,": false,
-		}},
+		{name: "OtelExporterOtlpHeadersSecretArn", patterns: secretARNPatterns},
 		{name: "AdotLayerArn", patterns: map[string]bool{
 			"": true,
 			"arn:aws:lambda:us-east-1:901920570463:layer:aws-otel-collector-arm64-ver-0-117-0:1": true,

@@ -5,9 +5,9 @@
 #     found like local/stack.FindPostgresBin: $PG_BIN, else initdb on PATH,
 #     else the newest /usr/lib/postgresql/<version>/bin,
 #   - the postgres system user, which runs the server when we are root,
-#   - the Go modules, the versitygw S3 server and the AWS Lambda Runtime
-#     Interface Emulator (aws-lambda-rie), built into .bin/,
-#   - with --tests, Chromium (Debian's chromium package, as root or with
+#   - the Go modules and the versitygw S3 server, built into .bin/,
+#   - with --tests, the AWS Lambda Runtime Interface Emulator
+#     (aws-lambda-rie, into .bin/) and Chromium (Debian's chromium package, as root or with
 #     password-free sudo), which the browser test of local/e2e runs headless;
 #     optional: when it cannot be installed that test is skipped.
 # Idempotent: a second run only checks. Says what it does; when it cannot
@@ -125,9 +125,11 @@ else
   build_tool versitygw github.com/versity/versitygw/cmd/versitygw VERSITYGW "about two minutes"
 fi
 # The Lambda Runtime Interface Emulator, which functions/bootstrap_test.go
-# runs the built functions under.
-build_tool aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie \
-  AWS_LAMBDA_RIE "about half a minute"
+# runs the built functions under: the tests' only (--tests), not the stack's.
+if [ "${1:-}" = "--tests" ]; then
+  build_tool aws-lambda-rie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie \
+    AWS_LAMBDA_RIE "about half a minute"
+fi
 
 # --- Chromium ---------------------------------------------------------------
 # local/e2e's TestBrowserCORS loads pages in headless Chromium (/usr/bin/chromium,

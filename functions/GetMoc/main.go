@@ -3,4 +3,4 @@ package main
 
 import "github.com/mocbuilders/moc-upload/shared/app"
 
-func main() { app.LambdaMain("GetMoc") }
+func main() { app.LambdaMain("GetMoc", app.Parts{}) }

@@ -3,4 +3,4 @@ package main
 
 import "github.com/mocbuilders/moc-upload/shared/app"
 
-func main() { app.LambdaMain("RegisterFile") }
+func main() { app.LambdaMain("RegisterFile", app.Parts{}) }

@@ -27,10 +27,12 @@ import (
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/local/wsgateway"
 	"github.com/mocbuilders/moc-upload/shared/app"
+	"github.com/mocbuilders/moc-upload/shared/app/invoker"
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
+	"github.com/mocbuilders/moc-upload/shared/thumbnail"
 	"github.com/mocbuilders/moc-upload/shared/wsapi"
 )
 
@@ -153,7 +155,8 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		defer cancel()
 		_ = s.Telemetry.Shutdown(ctx)
 	})
-	if s.App, err = app.New(ctx, s.Config); err != nil {
+	// Every part: the stack runs every function.
+	if s.App, err = app.NewWith(ctx, s.Config, app.Parts{Invoker: invoker.New, Thumbnail: thumbnail.Generate}); err != nil {
 		return nil, err
 	}
 	s.stops = append(s.stops, s.App.Close)
@@ -162,7 +165,12 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 
 func (s *Stack) startPostgres(ctx context.Context, o Options) (string, error) {
 	if o.PGPort != 0 && stack.PortOpen(fmt.Sprintf("127.0.0.1:%d", o.PGPort)) {
-		url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", o.PGPort)
+		// Only if it is PostgreSQL, else say what is there (moc-local
+		// reads the port from LOCAL_PG_PORT).
+		url, err := stack.ReusePostgres(ctx, o.PGPort, "LOCAL_PG_PORT")
+		if err != nil {
+			return "", err
+		}
 		slog.Info("reusing the PostgreSQL already listening", "url", url)
 		s.AdminDBURL = url
 		return url, nil
@@ -180,8 +188,14 @@ func (s *Stack) startPostgres(ctx context.Context, o Options) (string, error) {
 
 func (s *Stack) startS3(ctx context.Context, o Options) (*stack.S3Server, error) {
 	if o.S3Port != 0 && stack.PortOpen(fmt.Sprintf("127.0.0.1:%d", o.S3Port)) {
+		// Only if it is S3 with the development credentials, else say
+		// what is there (moc-local reads the port from LOCAL_S3_PORT).
+		srv, err := stack.ReuseS3(ctx, o.S3Port, "LOCAL_S3_PORT")
+		if err != nil {
+			return nil, err
+		}
 		slog.Info("reusing the S3 server already listening", "port", o.S3Port)
-		return stack.DevS3(o.S3Port), nil
+		return srv, nil
 	}
 	srv, err := stack.StartS3(ctx, filepath.Join(o.DataDir, "s3"), o.S3Port, o.Log)
 	if err != nil {

@@ -113,7 +113,7 @@ func TestBadInputs(t *testing.T) {
 			return c.json("POST", "/api/mocs/uploads/finalize", map[string]any{"uploadSessionId": sessionID, "title": "Half"})
 		}, 400, "FILE_VALIDATION_FAILED", func(t *testing.T, d map[string]any) {
 			f := d["files"].([]any)[0].(map[string]any)
-			if f["reason"] != "incomplete" || f["fileId"] != fileID || f["filename"] != "a.pdf" {
+			if f["reason"] != "missing" || f["fileId"] != fileID || f["filename"] != "a.pdf" {
 				t.Errorf("details: %v", d)
 			}
 		}},

@@ -42,7 +42,7 @@ func BenchmarkFinalizeWebhook(b *testing.B) {
 	// Warm-up, not measured: the stack's first requests are slower.
 	for range 30 {
 		user := "bench-" + uuid.NewString()
-		sessionID, _ := benchSession(b, user, []int{1 * mib})
+		sessionID, _ := benchSession(b, st.App.Service, user, []int{1 * mib}, false)
 		body, _ := json.Marshal(map[string]any{"uploadSessionId": sessionID, "title": "Bench"})
 		if _, err := benchCall(server.URL, user, "POST", "/api/mocs/uploads/finalize", "application/json", body, 201); err != nil {
 			b.Fatal(err)
@@ -85,7 +85,7 @@ func benchFinalizeWebhook(b *testing.B, holdFor time.Duration) {
 	for b.Loop() {
 		b.StopTimer()
 		user := "bench-" + uuid.NewString()
-		sessionID, _ := benchSession(b, user, []int{1 * mib})
+		sessionID, _ := benchSession(b, st.App.Service, user, []int{1 * mib}, false)
 		if holdFor > 0 {
 			hooks.answer(user, hold)
 		}
@@ -175,7 +175,7 @@ func (t *benchTimedBlob) Head(ctx context.Context, key string) (int64, error) {
 	return t.Blob.Head(ctx, key)
 }
 
-func (t *benchTimedBlob) ReadRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+func (t *benchTimedBlob) ReadHead(ctx context.Context, key string, n int64) ([]byte, int64, error) {
 	defer t.since(time.Now())
-	return t.Blob.ReadRange(ctx, key, off, n)
+	return t.Blob.ReadHead(ctx, key, n)
 }

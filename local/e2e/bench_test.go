@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -12,43 +13,107 @@ import (
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
-// BenchmarkFinalize finalizes a session of one PDF and ten images (each
-// completed and checked by finalize), one file at a time (the baseline)
-// and eight at a time (the service's setting). Local S3 answers in well
-// under a millisecond; the s3rtt=20ms runs add 20 ms to every S3 call, about
-// what a Lambda sees from S3, to show what the parallelism is for.
+// BenchmarkFinalize finalizes a session of 20 files (a 1 MiB PDF and 19
+// PNG-headed images of 256 KiB) with 50 ms added to every S3 request
+// (slowBlob), against the local stack's database. Variants, under
+// …/round=N (see -bench.rounds):
+//
+//   - mode=baseline: not a finalize, the cost it is measured against: a
+//     HEAD and a GET of the first bytes of each file, one file after the
+//     other (20 × 2 × 50 ms);
+//   - mode=sequential: finalize with FINALIZE_CONCURRENCY=1;
+//   - mode=parallel: finalize as configured by default (32 at once).
+//
+// files=completed: each file was completed (POST …/complete) before the
+// finalize, so finalize only checks it; files=uploaded: its part is in S3
+// but the upload is not completed, so finalize asks S3 for the parts and
+// completes it first.
 func BenchmarkFinalize(b *testing.B) {
+	const rtt = 50 * time.Millisecond
 	sizes := []int{1 * mib}
-	for range 10 {
+	for range 19 {
 		sizes = append(sizes, 256<<10)
 	}
-	for _, bc := range []struct {
-		rtt     time.Duration
-		workers int
-	}{{0, 1}, {0, 8}, {20 * time.Millisecond, 1}, {20 * time.Millisecond, 8}} {
-		b.Run(fmt.Sprintf("s3rtt=%s/workers=%d", bc.rtt, bc.workers), func(b *testing.B) {
-			svc := *st.App.Service
-			svc.FinalizeConcurrency = bc.workers
-			if bc.rtt > 0 {
-				svc.Blob = slowBlob{svc.Blob, bc.rtt}
+	svc := *st.App.Service
+	svc.Limits.ImageMaxCount = len(sizes)
+	svc.Limits.SessionsPerDay = 1 << 20
+	slow := slowBlob{svc.Blob, rtt}
+	type variant struct {
+		mode      string
+		completed bool
+	}
+	variants := []variant{{"baseline", true}}
+	for _, completed := range []bool{true, false} {
+		for _, mode := range []string{"sequential", "parallel"} {
+			variants = append(variants, variant{mode, completed})
+		}
+	}
+	benchRoundsRun(b, func(b *testing.B) {
+		for _, v := range variants {
+			files := "uploaded"
+			if v.completed {
+				files = "completed"
 			}
-			for b.Loop() {
-				b.StopTimer()
-				user := "bench-" + uuid.NewString()
-				sessionID, _ := benchSession(b, user, sizes)
-				b.StartTimer()
-				if _, _, err := svc.Finalize(context.Background(), user, upload.FinalizeRequest{SessionID: sessionID, Title: "Bench"}); err != nil {
-					b.Fatal(err)
+			b.Run(fmt.Sprintf("s3rtt=%s/files=%s/mode=%s", rtt, files, v.mode), func(b *testing.B) {
+				run := svc
+				run.FinalizeConcurrency = map[string]int{"sequential": 1}[v.mode]
+				for b.Loop() {
+					b.StopTimer()
+					user := "bench-" + uuid.NewString()
+					sessionID, _ := benchSession(b, &svc, user, sizes, v.completed)
+					keys := sessionKeys(b, &svc, user, sessionID)
+					b.StartTimer()
+					if v.mode == "baseline" {
+						headAndGetEach(b, slow, keys)
+						continue
+					}
+					run.Blob = slow
+					if _, _, err := run.Finalize(context.Background(), user, upload.FinalizeRequest{SessionID: sessionID, Title: "Bench"}); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
+	})
+}
+
+// headAndGetEach is the check finalize made before it read a file's size
+// from its ranged GET, file after file: a HEAD, then a GET of the first
+// bytes.
+func headAndGetEach(b *testing.B, blob upload.Blob, keys []string) {
+	ctx := context.Background()
+	for _, key := range keys {
+		if _, err := blob.Head(ctx, key); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := blob.ReadHead(ctx, key, upload.MagicBytesLen); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
-// slowBlob adds a fixed delay to the S3 calls finalize makes.
+// sessionKeys are the object keys of a session's files.
+func sessionKeys(b *testing.B, svc *upload.Service, user, sessionID string) []string {
+	v, err := svc.GetSession(context.Background(), user, sessionID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, len(v.Files))
+	for i, f := range v.Files {
+		keys[i] = f.File.S3Key
+	}
+	return keys
+}
+
+// slowBlob adds a fixed delay to every S3 request finalize can make.
 type slowBlob struct {
 	upload.Blob
 	rtt time.Duration
+}
+
+func (s slowBlob) ListParts(ctx context.Context, key, id string) ([]upload.StoredPart, error) {
+	time.Sleep(s.rtt)
+	return s.Blob.ListParts(ctx, key, id)
 }
 
 func (s slowBlob) CompleteMultipartUpload(ctx context.Context, key, id string, parts []upload.CompletedPart) error {
@@ -56,22 +121,32 @@ func (s slowBlob) CompleteMultipartUpload(ctx context.Context, key, id string, p
 	return s.Blob.CompleteMultipartUpload(ctx, key, id, parts)
 }
 
+func (s slowBlob) AbortMultipartUpload(ctx context.Context, key, id string) error {
+	time.Sleep(s.rtt)
+	return s.Blob.AbortMultipartUpload(ctx, key, id)
+}
+
 func (s slowBlob) Head(ctx context.Context, key string) (int64, error) {
 	time.Sleep(s.rtt)
 	return s.Blob.Head(ctx, key)
 }
 
-func (s slowBlob) ReadRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+func (s slowBlob) ReadHead(ctx context.Context, key string, n int64) ([]byte, int64, error) {
 	time.Sleep(s.rtt)
-	return s.Blob.ReadRange(ctx, key, off, n)
+	return s.Blob.ReadHead(ctx, key, n)
 }
 
-// benchSession makes a session whose files (a PDF, then PNG-headed images)
-// are fully uploaded but not completed, through the service.
-func benchSession(b *testing.B, user string, sizes []int) (string, []string) {
+func (s slowBlob) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	time.Sleep(s.rtt)
+	return s.Blob.Open(ctx, key)
+}
+
+// benchSession makes, through svc, a session whose files (a PDF, then
+// PNG-headed images) are uploaded, and completed when complete is set. It
+// returns the session's and the files' ids.
+func benchSession(b *testing.B, svc *upload.Service, user string, sizes []int, complete bool) (string, []string) {
 	b.Helper()
 	ctx := context.Background()
-	svc := st.App.Service
 	specs := []upload.FileSpec{}
 	for i, n := range sizes {
 		spec := upload.FileSpec{Category: upload.CategoryInstruction, Name: fmt.Sprintf("f%d.pdf", i), Size: int64(n), Type: "application/pdf", Ext: "pdf"}
@@ -98,6 +173,11 @@ func benchSession(b *testing.B, user string, sizes []int) (string, []string) {
 		for n, off := 1, 0; off < len(data); n, off = n+1, off+5*mib {
 			end := min(off+5*mib, len(data))
 			if _, err := svc.UploadPart(ctx, user, sess.ID, f.ID, n, bytes.NewReader(data[off:end]), int64(end-off), ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if complete {
+			if _, err := svc.CompleteFile(ctx, user, sess.ID, f.ID, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/gateway"
 	"github.com/mocbuilders/moc-upload/shared/app"
+	"github.com/mocbuilders/moc-upload/shared/app/invoker"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
@@ -122,7 +122,7 @@ func benchApp(b *testing.B, traced bool, rtt time.Duration) *tracingApp {
 		restore := noopProvider()
 		defer restore()
 	}
-	a, err := app.New(context.Background(), st.Config)
+	a, err := app.NewWith(context.Background(), st.Config, app.Parts{Invoker: invoker.New})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func benchFinalizeTracing(b *testing.B, setup *upload.Service, base string, tel 
 	// on first use.
 	restore := noopProvider()
 	warm := "bench-" + uuid.NewString()
-	warmSession := traceBenchSession(b, setup, warm, sizes[:1])
+	warmSession, _ := benchSession(b, setup, warm, sizes[:1], false)
 	restore()
 	body, _ := json.Marshal(map[string]any{"uploadSessionId": warmSession, "title": "Warm-up"})
 	if _, err := benchCall(base, warm, "POST", "/api/mocs/uploads/finalize", "application/json", body, 201); err != nil {
@@ -175,7 +175,7 @@ func benchFinalizeTracing(b *testing.B, setup *upload.Service, base string, tel 
 		b.StopTimer()
 		user := "bench-" + uuid.NewString()
 		restore := noopProvider()
-		sessionID := traceBenchSession(b, setup, user, sizes)
+		sessionID, _ := benchSession(b, setup, user, sizes, false)
 		restore()
 		body, _ := json.Marshal(map[string]any{"uploadSessionId": sessionID, "title": "Bench"})
 		settle()
@@ -250,40 +250,4 @@ func (r *traceReceiver) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.spans)
-}
-
-// traceBenchSession is benchSession through svc: a session whose files (a
-// PDF, then PNG-headed images) are uploaded but not completed.
-func traceBenchSession(b *testing.B, svc *upload.Service, user string, sizes []int) string {
-	b.Helper()
-	ctx := context.Background()
-	specs := make([]upload.FileSpec, 0, len(sizes))
-	for i, n := range sizes {
-		spec := upload.FileSpec{Category: upload.CategoryInstruction, Name: fmt.Sprintf("f%d.pdf", i), Size: int64(n), Type: "application/pdf", Ext: "pdf"}
-		if i > 0 {
-			spec = upload.FileSpec{Category: upload.CategoryImage, Name: fmt.Sprintf("f%d.png", i), Size: int64(n), Type: "image/png", Ext: "png"}
-		}
-		specs = append(specs, spec)
-	}
-	sess, err := svc.CreateSession(ctx, user, specs)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, spec := range specs {
-		reg, err := svc.RegisterFile(ctx, user, sess.ID, spec, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		data := pdfBytes(int(spec.Size))
-		if spec.Category == upload.CategoryImage {
-			copy(data, "\x89PNG\r\n\x1a\n")
-		}
-		for n, off := 1, 0; off < len(data); n, off = n+1, off+5*mib {
-			end := min(off+5*mib, len(data))
-			if _, err := svc.UploadPart(ctx, user, sess.ID, reg.File.ID, n, bytes.NewReader(data[off:end]), int64(end-off), ""); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	return sess.ID
 }

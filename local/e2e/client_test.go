@@ -48,6 +48,7 @@ func (c client) do(method, path, contentType string, body []byte, headers ...str
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	checkContract(c.t, req, body, resp.StatusCode, resp.Header, raw)
 	r := response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &r.Body); err != nil {
@@ -90,8 +91,8 @@ func (r response) data(t *testing.T, status int) map[string]any {
 	if _, ok := r.Body["timestamp"].(string); !ok {
 		t.Fatalf("no timestamp: %s", r.Raw)
 	}
-	if r.Header.Get("X-Correlation-Id") == "" {
-		t.Fatalf("no X-Correlation-Id header on a success")
+	if id := r.Header.Get("X-Correlation-Id"); id == "" || r.Header.Get("X-Request-Id") != id {
+		t.Fatalf("X-Correlation-Id %q vs X-Request-Id %q on a success: the old web client reads X-Request-Id", id, r.Header.Get("X-Request-Id"))
 	}
 	d, ok := r.Body["data"].(map[string]any)
 	if !ok {
@@ -113,16 +114,26 @@ func (r response) fail(t *testing.T, status int, code string) map[string]any {
 		t.Fatalf("success is not false: %s", r.Raw)
 	}
 	e, _ := r.Body["error"].(map[string]any)
-	if e == nil || e["code"] != code || e["type"] != code {
-		t.Fatalf("error code %v / type %v, want %s: %s", e["code"], e["type"], code, r.Raw)
+	if e == nil || e["code"] != code || e["type"] != errorType(code) {
+		t.Fatalf("error code %v / type %v, want %s / %s: %s", e["code"], e["type"], code, errorType(code), r.Raw)
 	}
 	if msg, _ := e["message"].(string); msg == "" {
 		t.Fatalf("no error message: %s", r.Raw)
 	}
 	id, _ := r.Body["correlationId"].(string)
-	if id == "" || r.Header.Get("X-Correlation-Id") != id {
-		t.Fatalf("correlationId %q vs header %q", id, r.Header.Get("X-Correlation-Id"))
+	if id == "" || r.Header.Get("X-Correlation-Id") != id || r.Header.Get("X-Request-Id") != id {
+		t.Fatalf("correlationId %q vs X-Correlation-Id %q vs X-Request-Id %q", id, r.Header.Get("X-Correlation-Id"), r.Header.Get("X-Request-Id"))
 	}
 	details, _ := e["details"].(map[string]any)
 	return details
+}
+
+// errorType is the error.type the old web client keys on: the code, except
+// that a 410 says EXPIRED_SESSION (its mapHttpErrorToUploadError shows the
+// session-expired banner only for that value).
+func errorType(code string) string {
+	if code == "SESSION_EXPIRED" {
+		return "EXPIRED_SESSION"
+	}
+	return code
 }

@@ -138,6 +138,13 @@ func (f *faultyBlob) Head(ctx context.Context, key string) (int64, error) {
 	return f.Blob.Head(ctx, key)
 }
 
+func (f *faultyBlob) ReadHead(ctx context.Context, key string, n int64) ([]byte, int64, error) {
+	if err := f.fault("read head"); err != nil {
+		return nil, 0, err
+	}
+	return f.Blob.ReadHead(ctx, key, n)
+}
+
 // withFaultyBlob makes the stack's storage fail its n-th call until the
 // test ends. The e2e tests do not run in parallel, so swapping is safe.
 func withFaultyBlob(t *testing.T, n int64) {

@@ -202,21 +202,52 @@ func TestAPIGatewayPayloadLimit(t *testing.T) {
 }
 
 // readBody draws the 10 MB line exactly: 10,485,760 bytes pass (and are
-// then up to the event's limit), one more does not.
+// then up to the event's limit), one more does not, whether the length is
+// declared (Content-Length) or not (-1, chunked).
 func TestReadBodyBoundary(t *testing.T) {
-	b, err := readBody(bytes.NewReader(make([]byte, MaxBodyBytes)), MaxBodyBytes)
-	if err != nil || len(b) != MaxBodyBytes {
-		t.Fatalf("exactly 10 MB: %d bytes, %v", len(b), err)
+	for _, declared := range []bool{true, false} {
+		length := func(n int64) int64 {
+			if declared {
+				return n
+			}
+			return -1
+		}
+		b, err := readBody(bytes.NewReader(make([]byte, MaxBodyBytes)), length(MaxBodyBytes), MaxBodyBytes)
+		if err != nil || len(b) != MaxBodyBytes {
+			t.Fatalf("declared %v, exactly 10 MB: %d bytes, %v", declared, len(b), err)
+		}
+		rest := bytes.NewReader(make([]byte, MaxBodyBytes+1000))
+		if _, err := readBody(rest, length(MaxBodyBytes+1000), MaxBodyBytes); !errors.Is(err, errBodyTooLarge) {
+			t.Fatalf("declared %v, 10 MB + 1000: %v, want errBodyTooLarge", declared, err)
+		}
+		if rest.Len() != 0 {
+			t.Fatalf("declared %v: %d bytes of the refused body left unread", declared, rest.Len())
+		}
+		if b, err := readBody(bytes.NewReader(make([]byte, 12<<20)), length(12<<20), -1); err != nil || len(b) != 12<<20 {
+			t.Fatalf("declared %v, no limit: %d bytes, %v", declared, len(b), err)
+		}
 	}
-	rest := bytes.NewReader(make([]byte, MaxBodyBytes+1000))
-	if _, err := readBody(rest, MaxBodyBytes); !errors.Is(err, errBodyTooLarge) {
-		t.Fatalf("10 MB + 1000: %v, want errBodyTooLarge", err)
+	// A body shorter than its Content-Length is an error, not a short part.
+	if b, err := readBody(bytes.NewReader(make([]byte, 1000)), 1001, MaxBodyBytes); err == nil {
+		t.Fatalf("1000 bytes of a declared 1001: %d bytes, no error", len(b))
 	}
-	if rest.Len() != 0 {
-		t.Fatalf("%d bytes of the refused body left unread", rest.Len())
+	// A declared length beyond maxPreallocBytes is not allocated up front;
+	// the body is read as it comes.
+	if b, err := readBody(strings.NewReader("abc"), maxPreallocBytes+1, -1); err != nil || string(b) != "abc" {
+		t.Fatalf("huge declared length: %q, %v", b, err)
 	}
-	if b, err := readBody(bytes.NewReader(make([]byte, 12<<20)), -1); err != nil || len(b) != 12<<20 {
-		t.Fatalf("no limit: %d bytes, %v", len(b), err)
+}
+
+// The event's base64 body is the standard encoding of the request body.
+func TestBase64String(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 31, 32, 33, 1000, 5 << 20, 5<<20 + 1} {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i * 7)
+		}
+		if got, want := base64String(b), base64.StdEncoding.EncodeToString(b); got != want {
+			t.Fatalf("%d bytes: encodings differ", n)
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // errNoPostgres is FindPostgresBin's answer when nothing is installed.
@@ -391,4 +392,35 @@ func databaseURL(adminURL, name string) (string, error) {
 	}
 	u.Path, u.RawPath = "/"+name, ""
 	return u.String(), nil
+}
+
+// reuseTimeout bounds the checks of ReusePostgres and ReuseS3: a program
+// that accepts connections and never answers must not hold `make local`.
+const reuseTimeout = 3 * time.Second
+
+// ReusePostgres checks that what listens on 127.0.0.1:port is a
+// PostgreSQL server the stack can use as it uses its own (the postgres
+// superuser, no password: another `make local`'s cluster), and returns
+// its URL, within a few seconds. Otherwise the error names the port, what
+// answers there (DescribeListener) and portVar, the variable that moves
+// the stack to another port.
+func ReusePostgres(ctx context.Context, port int, portVar string) (string, error) {
+	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=3", port)
+	ctx, cancel := context.WithTimeout(ctx, reuseTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err == nil {
+		defer conn.Close(context.Background())
+		var version string
+		if err = conn.QueryRow(ctx, "SHOW server_version").Scan(&version); err == nil {
+			return strings.TrimSuffix(url, "&connect_timeout=3"), nil
+		}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return "", fmt.Errorf("port %d on 127.0.0.1 is a PostgreSQL server that does not let the stack in as postgres without a password (%s): stop it, or set %s to another port, where the stack starts its own",
+			port, pgErr.Message, portVar)
+	}
+	return "", fmt.Errorf("port %d on 127.0.0.1, where the stack looks for its PostgreSQL, is taken by %s: stop it, or set %s to a free port, where the stack starts its own",
+		port, DescribeListener(fmt.Sprintf("127.0.0.1:%d", port)), portVar)
 }

@@ -1,7 +1,9 @@
 package stack
 
 import (
+	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -337,4 +339,72 @@ func PutBucketCORS(ctx context.Context, endpoint, accessKey, secretKey, region, 
 		return fmt.Errorf("put the CORS configuration of bucket %s at %s: %w", bucket, endpoint, err)
 	}
 	return nil
+}
+
+// ReuseS3 checks that what listens on 127.0.0.1:port is an S3 server
+// (an anonymous GET / answers S3's XML: an Error, or the bucket list)
+// that takes the development credentials (a signed ListBuckets: another
+// `make local`'s versitygw, DevS3), within a few seconds, and returns it.
+// Otherwise the error names the port, what answers there
+// (DescribeListener, or the S3 error) and portVar, the variable that
+// moves the stack to another port.
+func ReuseS3(ctx context.Context, port int, portVar string) (*S3Server, error) {
+	srv := DevS3(port)
+	ctx, cancel := context.WithTimeout(ctx, reuseTimeout)
+	defer cancel()
+	notS3 := func() error {
+		return fmt.Errorf("port %d on 127.0.0.1, where the stack looks for its S3 server, is taken by %s: stop it, or set %s to a free port, where the stack starts its own",
+			port, DescribeListener(fmt.Sprintf("127.0.0.1:%d", port)), portVar)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.Endpoint+"/", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, notS3()
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if !s3Answer(body) {
+		return nil, notS3()
+	}
+	c := s3.New(s3.Options{
+		BaseEndpoint:     aws.String(srv.Endpoint),
+		Region:           srv.Region,
+		UsePathStyle:     true,
+		Credentials:      credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, ""),
+		RetryMaxAttempts: 1,
+	})
+	if _, err := c.ListBuckets(ctx, &s3.ListBucketsInput{}); err != nil {
+		var apiErr smithy.APIError
+		if errors.As(err, &apiErr) {
+			return nil, fmt.Errorf("port %d on 127.0.0.1 is an S3 server that refuses the stack's development credentials (%s: %s): stop it, or set %s to another port, where the stack starts its own",
+				port, apiErr.ErrorCode(), apiErr.ErrorMessage(), portVar)
+		}
+		return nil, fmt.Errorf("port %d on 127.0.0.1 is an S3 server, but listing its buckets failed: %w", port, err)
+	}
+	return srv, nil
+}
+
+// s3Answer reports whether body is S3's XML answer to GET /: an Error
+// (403 AccessDenied, anonymously) or the bucket list.
+func s3Answer(body []byte) bool {
+	d := xml.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return false
+		}
+		if el, ok := tok.(xml.StartElement); ok {
+			return el.Name.Local == "Error" || el.Name.Local == "ListAllMyBucketsResult"
+		}
+	}
+}
+
+// Port is the server's port on 127.0.0.1 (0 when Endpoint has none).
+func (s *S3Server) Port() int {
+	_, p, _ := strings.Cut(strings.TrimPrefix(s.Endpoint, "http://"), ":")
+	n, _ := strconv.Atoi(strings.TrimRight(p, "/"))
+	return n
 }

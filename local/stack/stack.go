@@ -273,3 +273,74 @@ func (t *tail) String() string {
 	defer t.mu.Unlock()
 	return strings.TrimRight(string(t.buf), "\n")
 }
+
+// DescribeListener says, in a few words, what listens at addr (host:port),
+// for an error about a port that is taken by something other than what
+// the caller wanted: a server that greets first (SSH, SMTP, Redis… say
+// who they are), an HTTP server (its status and Server header), one that
+// answers an HTTP request otherwise, one that closes the connection, or
+// one that accepts and says nothing. It takes at most about two seconds.
+func DescribeListener(addr string) string {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "nothing that accepts connections (" + err.Error() + ")"
+	}
+	defer c.Close()
+	buf := make([]byte, 512)
+	// Servers of many protocols greet first.
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c.Read(buf); n > 0 {
+		return fmt.Sprintf("a server that greets with %q", printable(buf[:n], 60))
+	} else if err != nil && !isTimeout(err) {
+		return "a program that closes the connection before anything is sent"
+	}
+	// Then ask as a browser would.
+	_ = c.SetDeadline(time.Now().Add(1500 * time.Millisecond))
+	if _, err := fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
+		return "a program that accepts connections but does not read (" + err.Error() + ")"
+	}
+	n, err := io.ReadFull(c, buf)
+	switch {
+	case n == 0 && isTimeout(err):
+		return "a program that accepts connections but answers neither PostgreSQL nor HTTP"
+	case n == 0:
+		return "a program that closes the connection without answering"
+	}
+	resp := string(buf[:n])
+	if !strings.HasPrefix(resp, "HTTP/") {
+		return fmt.Sprintf("a server that answers an HTTP request with %q", printable(buf[:n], 60))
+	}
+	status, rest, _ := strings.Cut(resp, "\r\n")
+	desc := "an HTTP server answering " + strings.TrimSpace(strings.TrimPrefix(status, strings.SplitN(status, " ", 2)[0]))
+	var details []string
+	for _, line := range strings.Split(rest, "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if k = strings.ToLower(strings.TrimSpace(k)); k == "server" || k == "content-type" {
+			details = append(details, k+": "+strings.TrimSpace(v))
+		}
+	}
+	if len(details) > 0 {
+		desc += " (" + strings.Join(details, ", ") + ")"
+	}
+	return desc
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// printable is b as text, at most max bytes of it, without control
+// characters other than spaces.
+func printable(b []byte, max int) string {
+	s := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(string(b[:min(len(b), max)]), "?"))
+	return strings.TrimSpace(s)
+}

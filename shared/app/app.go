@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -36,10 +37,10 @@ import (
 
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
-	"github.com/mocbuilders/moc-upload/shared/invoke"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/progress"
 	"github.com/mocbuilders/moc-upload/shared/s3blob"
+	"github.com/mocbuilders/moc-upload/shared/secrets"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 	"github.com/mocbuilders/moc-upload/shared/webhook"
@@ -59,16 +60,55 @@ type App struct {
 	Webhooks   *followup.Webhooks
 	Sweeper    *followup.Sweeper
 	store      *postgres.Store
+	// phases are how long NewWith's steps took (the cold start's log).
+	phases phases
 }
 
-// New connects to PostgreSQL and S3 and builds the service. Its queries
-// and AWS calls are traced with the global OpenTelemetry provider (see
-// "Tracing").
-func New(ctx context.Context, cfg Config) (*App, error) {
+// Parts are the adapters that only some functions use, each given by the
+// function's main: a package imported is linked into the binary, its
+// package initialisation run at every cold start, used or not, so the
+// package app imports none of them (docs/benchmarks.md "Cold start and
+// binary size"). The local stack, which runs every function in one
+// process, gives them all.
+type Parts struct {
+	// Invoker makes the client that starts the async functions
+	// (package invoke, through shared/app/invoker: Lambda's API client):
+	// Finalize hands its follow-up work to them, the Sweeper dispatches
+	// it again. Without it nothing is dispatched (Service.FollowUps is
+	// nil).
+	Invoker func(context.Context, Config) (followup.Invoker, error)
+	// Thumbnail makes a thumbnail (thumbnail.Generate: the image decoders,
+	// the HEIF decoder's WebAssembly runtime): the Thumbnail function's.
+	Thumbnail func(r io.Reader, mimeType string) ([]byte, error)
+}
+
+// missing names the part function cannot run without, if p lacks it: a
+// binary built without it fails at cold start, saying so, rather than
+// dropping work.
+func (p Parts) missing(function string) error {
+	switch {
+	case (function == "Finalize" || function == followup.SweeperFunction) && p.Invoker == nil:
+		return fmt.Errorf("%s needs app.Parts.Invoker (its main must give invoker.New)", function)
+	case function == followup.ThumbnailFunction && p.Thumbnail == nil:
+		return fmt.Errorf("%s needs app.Parts.Thumbnail (its main must give thumbnail.Generate)", function)
+	}
+	return nil
+}
+
+// New is NewWith without Parts: nothing dispatched, no thumbnail made.
+func New(ctx context.Context, cfg Config) (*App, error) { return NewWith(ctx, cfg, Parts{}) }
+
+// NewWith connects to PostgreSQL and S3 and builds the service, with the
+// parts given. Its queries and AWS calls are traced with the global
+// OpenTelemetry provider (see "Tracing").
+func NewWith(ctx context.Context, cfg Config, parts Parts) (*App, error) {
+	var took phases
+	step := time.Now()
 	store, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.WithTracer(otelpgx.NewTracer()))
 	if err != nil {
 		return nil, err
 	}
+	took.mark("postgresMs", &step) // the pool, and one connection (Open pings)
 	blob, err := s3blob.New(ctx, s3blob.Config{
 		Bucket:          cfg.S3Bucket,
 		Endpoint:        cfg.S3Endpoint,
@@ -85,6 +125,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	// Every function reports progress, the HTTP ones that record parts or
 	// finalize above all: without WEBSOCKET_ENDPOINT each event is dropped
 	// with a warning (progress.Disabled).
+	took.mark("s3Ms", &step)
 	prog, err := progress.Open(ctx, store, progress.ClientConfig{
 		Endpoint:        cfg.WebSocketEndpoint,
 		Region:          cfg.S3Region,
@@ -96,22 +137,23 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		store.Close()
 		return nil, err
 	}
-	invoker, err := invoke.New(ctx, invoke.Config{
-		Endpoint:        cfg.LambdaEndpoint,
-		Region:          cfg.S3Region,
-		AccessKeyID:     cfg.S3AccessKey,
-		SecretAccessKey: cfg.S3SecretKey,
-		SessionToken:    cfg.AWSSessionToken,
-	})
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	dispatcher := &followup.Dispatcher{
-		Invoker:           invoker,
-		Store:             store,
-		ThumbnailFunction: cfg.ThumbnailFunction,
-		WebhookFunction:   cfg.WebhookFunction,
+	took.mark("progressMs", &step)
+	var dispatcher *followup.Dispatcher
+	var followUps upload.FollowUps // nil, not a nil *Dispatcher, without one
+	if parts.Invoker != nil {
+		invoker, err := parts.Invoker(ctx, cfg)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		dispatcher = &followup.Dispatcher{
+			Invoker:           invoker,
+			Store:             store,
+			ThumbnailFunction: cfg.ThumbnailFunction,
+			WebhookFunction:   cfg.WebhookFunction,
+		}
+		followUps = dispatcher
+		took.mark("invokerMs", &step)
 	}
 	webhooks := &followup.Webhooks{Store: store}
 	if cfg.WebhookURL != "" {
@@ -124,11 +166,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		Stage:               cfg.Stage,
 		DownloadURLTTL:      cfg.DownloadURLTTL,
 		UploadURLTTL:        cfg.UploadURLTTL,
-		FinalizeConcurrency: 8,
+		FinalizeConcurrency: cfg.FinalizeConcurrency,
 		Progress:            prog,
 		ThumbnailsEnabled:   cfg.ThumbnailsEnabled,
 		WebhookEnabled:      cfg.WebhookURL != "",
-		FollowUps:           dispatcher,
+		FollowUps:           followUps,
 		Now:                 time.Now,
 		NewID:               uuid.NewString,
 	}
@@ -137,10 +179,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	return &App{
 		Service: svc, API: api, WebSocket: wsapi.New(svc, store),
 		Dispatcher: dispatcher,
-		Thumbnails: &followup.Thumbnails{Store: store, Blob: blob, Stage: cfg.Stage},
+		Thumbnails: &followup.Thumbnails{Store: store, Blob: blob, Stage: cfg.Stage, Generate: parts.Thumbnail},
 		Webhooks:   webhooks,
 		Sweeper:    &followup.Sweeper{Store: store, Dispatcher: dispatcher, RedispatchAfter: cfg.RedispatchAfter},
 		store:      store,
+		phases:     took,
 	}, nil
 }
 
@@ -233,9 +276,10 @@ func (h rawHandler) Invoke(ctx context.Context, payload []byte) ([]byte, error) 
 	return h(ctx, payload)
 }
 
-// LambdaMain is an HTTP API function's main (functions/<Function>).
-func LambdaMain(function string) {
-	lambdaMain(function, func(a *App, tel *telemetry.Telemetry) (any, error) {
+// LambdaMain is an HTTP API function's main (functions/<Function>), with
+// the parts it uses (Finalize: an Invoker).
+func LambdaMain(function string, parts Parts) {
+	lambdaMain(function, parts, func(a *App, tel *telemetry.Telemetry) (any, error) {
 		return flushed(a.LambdaHandler(function))(tel)
 	})
 }
@@ -243,14 +287,15 @@ func LambdaMain(function string) {
 // WebSocketMain is a WebSocket API function's main (WsConnect,
 // WsDisconnect, WsDefault).
 func WebSocketMain(function string) {
-	lambdaMain(function, func(a *App, tel *telemetry.Telemetry) (any, error) {
+	lambdaMain(function, Parts{}, func(a *App, tel *telemetry.Telemetry) (any, error) {
 		return flushed(a.WebSocketHandler(function))(tel)
 	})
 }
 
-// AsyncMain is an async function's main (Thumbnail, Webhook, Sweeper).
-func AsyncMain(function string) {
-	lambdaMain(function, func(a *App, tel *telemetry.Telemetry) (any, error) {
+// AsyncMain is an async function's main (Thumbnail, Webhook, Sweeper),
+// with the parts it uses (Thumbnail: Thumbnail; Sweeper: an Invoker).
+func AsyncMain(function string, parts Parts) {
+	lambdaMain(function, parts, func(a *App, tel *telemetry.Telemetry) (any, error) {
 		h, err := a.AsyncHandler(function)
 		if err != nil {
 			return nil, err
@@ -275,15 +320,28 @@ func flushed[E, R any](h func(context.Context, E) (R, error), err error) func(*t
 // connect once (cold start), then serve the handler handlerOf picks —
 // wrapped so that each invocation's spans are exported before it returns —
 // until the runtime stops the process.
-func lambdaMain(function string, handlerOf func(*App, *telemetry.Telemetry) (any, error)) {
+func lambdaMain(function string, parts Parts, handlerOf func(*App, *telemetry.Telemetry) (any, error)) {
 	slog.SetDefault(slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stdout, nil))).With("function", function))
-	if err := serveLambda(context.Background(), function, handlerOf); err != nil {
+	if err := serveLambda(context.Background(), function, parts, handlerOf); err != nil {
 		slog.Error("cold start failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func serveLambda(ctx context.Context, function string, handlerOf func(*App, *telemetry.Telemetry) (any, error)) error {
+func serveLambda(ctx context.Context, function string, parts Parts, handlerOf func(*App, *telemetry.Telemetry) (any, error)) error {
+	if err := parts.missing(function); err != nil {
+		return err
+	}
+	began := time.Now()
+	var took phases
+	step := began
+	// Deployed, the credentials are Secrets Manager ARNs (DATABASE_SECRET_ARN,
+	// …): read them into the process's environment before anything reads
+	// it. Locally none is named and this does nothing.
+	if err := secrets.Load(ctx); err != nil {
+		return err
+	}
+	took.mark("secretsMs", &step)
 	cfg, cfgErr := ConfigFromEnv()
 	// Before New: the clients it builds trace with the provider this
 	// installs.
@@ -291,14 +349,22 @@ func serveLambda(ctx context.Context, function string, handlerOf func(*App, *tel
 	if err := errors.Join(cfgErr, telErr); err != nil {
 		return err
 	}
-	a, err := New(ctx, cfg)
+	took.mark("configMs", &step) // the configuration and telemetry.Setup
+	a, err := NewWith(ctx, cfg, parts)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
+	took = append(took, a.phases...)
+	step = time.Now()
 	handler, err := handlerOf(a, tel)
 	if err != nil {
 		return err
 	}
+	took.mark("handlerMs", &step)
+	// From main's start (after the Go runtime and the package
+	// initialisation) to the runtime's first request for an event.
+	took = append(took, slog.Float64("totalMs", float64(time.Since(began).Microseconds())/1000))
+	slog.Info("cold start", slog.Group("coldStart", anySlice(took)...))
 	lambda.Start(handler)
 	return nil
 }

@@ -17,7 +17,9 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/stacktest"
 	"github.com/mocbuilders/moc-upload/shared/followup"
+	"github.com/mocbuilders/moc-upload/shared/invoke"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
+	"github.com/mocbuilders/moc-upload/shared/thumbnail"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 	"github.com/mocbuilders/moc-upload/shared/webhook"
 )
@@ -157,7 +159,15 @@ func TestAppRunsFollowUps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err = New(t.Context(), cfg)
+	// Every part, as the local stack gives them (shared/app/invoker's New,
+	// which this package's tests cannot import).
+	a, err = NewWith(t.Context(), cfg, Parts{
+		Invoker: func(ctx context.Context, cfg Config) (followup.Invoker, error) {
+			return invoke.New(ctx, invoke.Config{Endpoint: cfg.LambdaEndpoint, Region: cfg.S3Region,
+				AccessKeyID: cfg.S3AccessKey, SecretAccessKey: cfg.S3SecretKey})
+		},
+		Thumbnail: thumbnail.Generate,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,5 +261,39 @@ func TestAsyncHandlerRefuses(t *testing.T) {
 				t.Errorf("%s(%s) = %v, want an error", fn, bad, err)
 			}
 		}
+	}
+}
+
+// A function whose main leaves out a part it needs fails its cold start,
+// naming the part, instead of dropping the work the part does.
+func TestPartsAFunctionNeeds(t *testing.T) {
+	invoker := func(context.Context, Config) (followup.Invoker, error) { return nil, nil }
+	generate := func(io.Reader, string) ([]byte, error) { return nil, nil }
+	for _, c := range []struct {
+		function string
+		parts    Parts
+		want     string // "" = none missing
+	}{
+		{"Finalize", Parts{}, "Invoker"},
+		{"Finalize", Parts{Invoker: invoker}, ""},
+		{followup.SweeperFunction, Parts{Thumbnail: generate}, "Invoker"},
+		{followup.SweeperFunction, Parts{Invoker: invoker}, ""},
+		{followup.ThumbnailFunction, Parts{Invoker: invoker}, "Thumbnail"},
+		{followup.ThumbnailFunction, Parts{Thumbnail: generate}, ""},
+		{followup.WebhookFunction, Parts{}, ""},
+		{"GetSession", Parts{}, ""},
+	} {
+		err := c.parts.missing(c.function)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v, want no part missing", c.function, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), "app.Parts."+c.want)):
+			t.Errorf("%s: %v, want app.Parts.%s missing", c.function, err, c.want)
+		}
+	}
+	// And serveLambda stops there, before reading any configuration.
+	err := serveLambda(t.Context(), followup.ThumbnailFunction, Parts{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "app.Parts.Thumbnail") {
+		t.Errorf("serveLambda(Thumbnail) without its part = %v", err)
 	}
 }

@@ -18,7 +18,13 @@ import (
 // Config is everything a function reads from its environment, once, at
 // cold start. See README.md "Environment" for the list.
 type Config struct {
-	DatabaseURL string // DATABASE_URL (required)
+	// DatabaseURL (DATABASE_URL, required): locally, the URL itself. A
+	// deployed function has none in its configuration: its environment
+	// names the database's Secrets Manager secret (DATABASE_SECRET_ARN,
+	// with DATABASE_HOST, DATABASE_PORT, DATABASE_NAME and
+	// DATABASE_POOL_MAX_CONNS), which secrets.Load turns into this URL at
+	// cold start, before the configuration is read.
+	DatabaseURL string
 
 	Stage           string // STAGE: first segment of every object key (default "dev")
 	S3Bucket        string // S3_BUCKET (required)
@@ -33,6 +39,10 @@ type Config struct {
 	DownloadURLTTL time.Duration // DOWNLOAD_URL_TTL_MINUTES (default 60, at least 15)
 	UploadURLTTL   time.Duration // UPLOAD_URL_TTL_MINUTES (default 15): presigned PUTs of files and parts
 	MaxBatchBytes  int64         // MAX_BATCH_BYTES (default 50000000): a batch upload's whole body
+	// FinalizeConcurrency (FINALIZE_CONCURRENCY, default 32): the files one
+	// finalize checks at once; 1 checks them one at a time (the sequential
+	// mode, to compare against).
+	FinalizeConcurrency int
 
 	// WebSocketEndpoint (WEBSOCKET_ENDPOINT, optional) is the WebSocket
 	// API's callback URL for progress events:
@@ -124,7 +134,7 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 
 	d := upload.DefaultLimits()
 	c := Config{
-		DatabaseURL:     required("DATABASE_URL"),
+		DatabaseURL:     str("DATABASE_URL", ""),
 		Stage:           str("STAGE", "dev"),
 		S3Bucket:        required("S3_BUCKET"),
 		S3Endpoint:      str("S3_ENDPOINT", ""),
@@ -142,9 +152,10 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 			SessionsPerDay:    num("UPLOAD_RATE_LIMIT_PER_DAY", d.SessionsPerDay, 1),
 			SessionTTLMinutes: num("UPLOAD_SESSION_TTL_MINUTES", d.SessionTTLMinutes, 1),
 		},
-		DownloadURLTTL: time.Duration(num("DOWNLOAD_URL_TTL_MINUTES", 60, 15)) * time.Minute,
-		UploadURLTTL:   time.Duration(num("UPLOAD_URL_TTL_MINUTES", 15, 1)) * time.Minute,
-		MaxBatchBytes:  int64(num("MAX_BATCH_BYTES", 50_000_000, 1)),
+		DownloadURLTTL:      time.Duration(num("DOWNLOAD_URL_TTL_MINUTES", 60, 15)) * time.Minute,
+		UploadURLTTL:        time.Duration(num("UPLOAD_URL_TTL_MINUTES", 15, 1)) * time.Minute,
+		MaxBatchBytes:       int64(num("MAX_BATCH_BYTES", 50_000_000, 1)),
+		FinalizeConcurrency: num("FINALIZE_CONCURRENCY", upload.DefaultFinalizeConcurrency, 1),
 
 		AWSSessionToken:   str("AWS_SESSION_TOKEN", ""),
 		WebSocketEndpoint: strings.TrimRight(str("WEBSOCKET_ENDPOINT", ""), "/"),
@@ -176,6 +187,13 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 	if c.WebSocketEndpoint != "" {
 		if err := progress.CheckEndpoint(c.WebSocketEndpoint); err != nil {
 			problems = append(problems, "WEBSOCKET_ENDPOINT: "+err.Error())
+		}
+	}
+	if c.DatabaseURL == "" {
+		if arn := str("DATABASE_SECRET_ARN", ""); arn != "" {
+			problems = append(problems, "DATABASE_URL is not set although DATABASE_SECRET_ARN is: call secrets.Load first")
+		} else {
+			problems = append(problems, "DATABASE_URL is required (or, deployed, DATABASE_SECRET_ARN)")
 		}
 	}
 	if strings.EqualFold(c.S3SSE, "none") {

@@ -1,10 +1,14 @@
 // Package auth verifies the service's bearer tokens, JWTs from the identity
-// provider, and holds the Lambda authorizers that use them. The HTTP API
-// needs none of this (API Gateway's JWT authorizer verifies its tokens); the
-// WebSocket API does: JWT authorizers exist only for HTTP APIs, so its
-// $connect route has a Lambda REQUEST authorizer (WebSocketAuthorizer,
+// provider, and holds the Lambda authorizers that use them. The WebSocket
+// API needs it: JWT authorizers exist only for HTTP APIs, so its $connect
+// route has a Lambda REQUEST authorizer (WebSocketAuthorizer,
 // functions/WsAuthorizer) that verifies the token the browser passes in the
-// query string.
+// query string. The HTTP API needs it only with the stack's AuthMode
+// cookie: API Gateway's JWT authorizer reads the Authorization header
+// alone, and the web client sends its token in a cookie, so a Lambda
+// REQUEST authorizer (CookieAuthorizer, functions/HttpAuthorizer) reads
+// the cookie (or else the header) and verifies the token with the same
+// Verifier, so that both APIs accept exactly the same tokens.
 //
 // One Verifier per process, built at cold start from the environment by
 // AuthorizerMain, serves every authorizer of this package: the JWKS is
@@ -22,6 +26,8 @@
 //   - JWKS_URL (optional): where the issuer's public keys are; default
 //     <JWT_ISSUER>/.well-known/jwks.json (Cognito's, Auth0's and most OIDC
 //     providers' location).
+//   - AUTH_COOKIE_NAME (HttpAuthorizer only; default DefaultCookieName): the
+//     cookie holding the token.
 //
 // The same token that the HTTP API's JWT authorizer accepts is accepted
 // here: the signature by a key of the JWKS that the token's `kid` names,

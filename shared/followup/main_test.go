@@ -27,6 +27,7 @@ import (
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/s3blob"
+	"github.com/mocbuilders/moc-upload/shared/thumbnail"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
@@ -172,7 +173,7 @@ func newEnv(t *testing.T) *env {
 	}
 	return &env{
 		store: store, blob: blob, s3: client, bucket: cfg.Bucket, inv: inv, disp: disp, svc: svc,
-		thumbs: &followup.Thumbnails{Store: store, Blob: blob, Stage: stage, Logger: log},
+		thumbs: &followup.Thumbnails{Store: store, Blob: blob, Stage: stage, Logger: log, Generate: thumbnail.Generate},
 		logs:   logs, log: log,
 	}
 }

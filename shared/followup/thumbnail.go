@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/mocbuilders/moc-upload/shared/thumbnail"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
@@ -52,7 +51,10 @@ type Thumbnails struct {
 	Stage string
 	// MaxImageBytes is the largest image read (default DefaultMaxImageBytes).
 	MaxImageBytes int64
-	// Generate makes the thumbnail (default thumbnail.Generate).
+	// Generate makes the thumbnail (required: thumbnail.Generate). It is
+	// given, not imported, so that only the binaries that make thumbnails
+	// link the image decoders (docs/benchmarks.md "Cold start and binary
+	// size").
 	Generate func(r io.Reader, mimeType string) ([]byte, error)
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -108,6 +110,9 @@ func (t *Thumbnails) Run(ctx context.Context, job Job) (err error) {
 // why the image cannot give one (a final answer); or an error worth a
 // retry.
 func (t *Thumbnails) make(ctx context.Context, img *upload.MocFile) (jpeg []byte, reason string, err error) {
+	if t.Generate == nil {
+		return nil, "", errors.New("followup: Thumbnails.Generate is not set")
+	}
 	limit := t.MaxImageBytes
 	if limit <= 0 {
 		limit = DefaultMaxImageBytes
@@ -134,11 +139,7 @@ func (t *Thumbnails) make(ctx context.Context, img *upload.MocFile) (jpeg []byte
 	defer body.Close()
 	// The object may have grown since the HEAD: never read past the limit.
 	r := &trackingReader{r: io.LimitReader(body, limit+1)}
-	generate := t.Generate
-	if generate == nil {
-		generate = thumbnail.Generate
-	}
-	jpeg, genErr := generate(r, img.MimeType)
+	jpeg, genErr := t.Generate(r, img.MimeType)
 	switch {
 	case r.err != nil:
 		// The read failed, not the image: S3 cut the stream.

@@ -301,17 +301,18 @@ func TestFinalizeTrace(t *testing.T) {
 		"fileCount": int64(3), "totalSizeBytes": total, "resumed": false})
 	wantNoAttr(t, root, "error.code")
 
-	for _, name := range []string{"validate.session", "complete.files", "validate.files", "create.moc"} {
+	for _, name := range []string{"validate.session", "validate.files", "create.moc", "create.files"} {
 		s := ss.one(t, name)
 		wantChild(t, s, root)
 		wantKind(t, s, trace.SpanKindInternal)
 		wantStatus(t, s, codes.Unset)
 	}
 	wantAttrs(t, ss.one(t, "validate.session"), map[string]any{"sessionStatus": "active"})
-	wantAttrs(t, ss.one(t, "complete.files"), map[string]any{"completed": int64(3), "incomplete": int64(0)})
-	wantAttrs(t, ss.one(t, "validate.files"), map[string]any{"fileCount": int64(3), "failed": int64(0)})
+	wantAttrs(t, ss.one(t, "validate.files"), map[string]any{"fileCount": int64(3), "failed": int64(0),
+		"completed": int64(3), "incomplete": int64(0)})
 	wantAttrs(t, ss.one(t, "create.moc"), map[string]any{"mocId": m.ID, "slug": "castle", "fileCount": int64(3),
 		"totalSizeBytes": total})
+	wantAttrs(t, ss.one(t, "create.files"), map[string]any{"mocId": m.ID, "fileCount": int64(3)})
 
 	checks := ss.named("validate.file")
 	if len(checks) != 3 {
@@ -463,12 +464,11 @@ func TestRefusedFinalizeTrace(t *testing.T) {
 	if recordedError(root) {
 		t.Error("the refused finalize recorded an error")
 	}
-	wantAttrs(t, ss.one(t, "complete.files"), map[string]any{"completed": int64(3), "incomplete": int64(1)})
 	checked := ss.one(t, "validate.files")
 	wantStatus(t, checked, codes.Unset)
-	wantAttrs(t, checked, map[string]any{"failed": int64(2)})
+	wantAttrs(t, checked, map[string]any{"failed": int64(2), "completed": int64(3), "incomplete": int64(1)})
 	want := map[string]string{"front.png": "", "instructions.pdf": "", "side.png": upload.ReasonMagicBytes,
-		"back.png": upload.ReasonIncomplete}
+		"back.png": upload.ReasonMissing}
 	for _, s := range ss.named("validate.file") {
 		name := attrs(s)["name"].(string)
 		wantAttrs(t, s, map[string]any{"fileId": ids[name]})
@@ -520,11 +520,12 @@ func TestRefusedFinalizeTrace(t *testing.T) {
 	}
 }
 
-// failingHeadBlob is S3 failing to answer a HEAD.
-type failingHeadBlob struct{ *countingBlob }
+// failingReadBlob is S3 failing to answer the ranged GET of a file's
+// first bytes.
+type failingReadBlob struct{ *countingBlob }
 
-func (failingHeadBlob) Head(context.Context, string) (int64, error) {
-	return 0, errors.New("s3: HeadObject: connection reset")
+func (failingReadBlob) ReadHead(context.Context, string, int64) ([]byte, int64, error) {
+	return nil, 0, errors.New("s3: GetObject: connection reset")
 }
 
 // Storage failing fails the finalize: the error is recorded, with status
@@ -533,7 +534,7 @@ func TestFailedFinalizeTrace(t *testing.T) {
 	rec := recordSpans(t)
 	e := newEnv(t)
 	sessionID, _ := e.openSession(t, "u1", pdfFile())
-	e.svc.Blob = failingHeadBlob{e.blob}
+	e.svc.Blob = failingReadBlob{e.blob}
 
 	ctx, request := rec.tracer.Start(t.Context(), "request")
 	_, _, err := e.svc.Finalize(ctx, "u1", upload.FinalizeRequest{SessionID: sessionID, Title: "Castle"})
@@ -549,9 +550,7 @@ func TestFailedFinalizeTrace(t *testing.T) {
 			t.Errorf("span %s recorded no error", name)
 		}
 	}
-	for _, name := range []string{"validate.session", "complete.files"} {
-		wantStatus(t, ss.one(t, name), codes.Unset)
-	}
+	wantStatus(t, ss.one(t, "validate.session"), codes.Unset)
 }
 
 // The sweeper's run is a trace of its own: its re-dispatch is a child of

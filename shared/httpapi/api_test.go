@@ -144,8 +144,12 @@ func checkErrorEnvelope(t testing.TB, status int, headers map[string]string, bod
 	if wantCode != "" && env.Error.Code != wantCode {
 		t.Errorf("error.code = %q (%s), want %q", env.Error.Code, env.Error.Message, wantCode)
 	}
-	if env.Error.Type != env.Error.Code {
-		t.Errorf("error.type = %q, want it to repeat code %q", env.Error.Type, env.Error.Code)
+	wantType := env.Error.Code // repeated, but EXPIRED_SESSION for a 410 (the old web client's name)
+	if wantType == upload.CodeSessionExpired {
+		wantType = "EXPIRED_SESSION"
+	}
+	if env.Error.Type != wantType {
+		t.Errorf("error.type = %q, want %q for code %q", env.Error.Type, wantType, env.Error.Code)
 	}
 	if env.Error.Message == "" {
 		t.Error("error.message is empty")
@@ -153,8 +157,9 @@ func checkErrorEnvelope(t testing.TB, status int, headers map[string]string, bod
 	if got := httpapi.StatusOf(env.Error.Code); got != status {
 		t.Errorf("status %d for code %s, whose status is %d", status, env.Error.Code, got)
 	}
-	if env.CorrelationID == "" || headers["X-Correlation-Id"] != env.CorrelationID {
-		t.Errorf("correlationId = %q, X-Correlation-Id = %q, want the same non-empty id", env.CorrelationID, headers["X-Correlation-Id"])
+	if env.CorrelationID == "" || headers["X-Correlation-Id"] != env.CorrelationID || headers["X-Request-Id"] != env.CorrelationID {
+		t.Errorf("correlationId = %q, X-Correlation-Id = %q, X-Request-Id = %q, want the same non-empty id",
+			env.CorrelationID, headers["X-Correlation-Id"], headers["X-Request-Id"])
 	}
 	if _, err := time.Parse(time.RFC3339Nano, env.Timestamp); err != nil || !strings.HasSuffix(env.Timestamp, "Z") {
 		t.Errorf("timestamp = %q, want RFC 3339 UTC", env.Timestamp)
@@ -355,8 +360,10 @@ func TestWrongJSONType(t *testing.T) {
 		field            string
 	}{
 		{"files not a list", createPath, `{"files":"x"}`, "files"},
-		{"size a string", createPath, `{"files":[{"category":"instruction","name":"a.pdf","size":"abc","type":"application/pdf","ext":"pdf"}]}`, "files.size"},
-		{"name a number", createPath, `{"files":[{"name":1}]}`, "files.name"},
+		{"size a string", createPath, `{"files":[{"category":"instruction","name":"a.pdf","size":"abc","type":"application/pdf","ext":"pdf"}]}`, "files[0].size"},
+		{"third size a string", createPath, `{"files":[{"size":1},{"size":2,"name":"b"},{"name":"c","size":"3"}]}`, "files[2].size"},
+		{"name a number", createPath, `{"files":[{"name":1}]}`, "files[0].name"},
+		{"second file a list", createPath, `{"files":[{}, [1, {"size":"x"}]]}`, "files[1]"},
 		{"register: size a string", filesPath, `{"category":"instruction","name":"a.pdf","size":"abc","type":"application/pdf","ext":"pdf"}`, "size"},
 		{"register: size a fraction", filesPath, `{"size":1.5}`, "size"},
 		{"register: size too big for int64", filesPath, `{"size":1e30}`, "size"},
@@ -364,10 +371,10 @@ func TestWrongJSONType(t *testing.T) {
 		{"register: md5 a number", filesPath, `{"checksums":{"md5":5}}`, "checksums.md5"},
 		{"register: alias size a string", filesPath, `{"fileSizeBytes":"12"}`, "fileSizeBytes"},
 		{"complete: parts an object", completePath, `{"parts":{}}`, "parts"},
-		{"complete: partNumber a string", completePath, `{"parts":[{"partNumber":"1","etag":"x"}]}`, "parts.partNumber"},
+		{"complete: partNumber a string", completePath, `{"parts":[{"partNumber":1,"etag":"x"},{"partNumber":"2","etag":"y"}]}`, "parts[1].partNumber"},
 		{"finalize: title a number", finalizePath, `{"uploadSessionId":"` + sessionID + `","title":5}`, "title"},
 		{"finalize: tags a string", finalizePath, `{"uploadSessionId":"` + sessionID + `","title":"t","tags":"a,b"}`, "tags"},
-		{"finalize: tag a number", finalizePath, `{"uploadSessionId":"` + sessionID + `","title":"t","tags":[1]}`, "tags"},
+		{"finalize: tag a number", finalizePath, `{"uploadSessionId":"` + sessionID + `","title":"t","tags":["a",1]}`, "tags[1]"},
 		{"finalize: description an object", finalizePath, `{"uploadSessionId":"` + sessionID + `","title":"t","description":{}}`, "description"},
 	}
 	for _, tt := range tests {
@@ -687,6 +694,88 @@ func TestUncleanPath(t *testing.T) {
 			checkErrorEnvelope(t, resp.StatusCode, resp.Headers, resp.Body, "")
 			if resp.StatusCode/100 != 4 {
 				t.Errorf("status = %d, want a 4xx", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// TestWrongJSONTypeMessage: the rule reads plainly, with the right article.
+func TestWrongJSONTypeMessage(t *testing.T) {
+	h := httpapi.New(nil).AllRoutes()
+	tests := []struct{ body, field, msg string }{
+		{`{"files":[{"size":"1"}]}`, "files[0].size", "must be a whole number"},
+		{`{"files":[{"name":{}}]}`, "files[0].name", "must be a string"},
+		{`{"files":[1]}`, "files[0]", "must be an object"},
+		{`{"files":{}}`, "files", "must be a list"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			env := wantProxyError(t, proxy(t, h, asUser("POST", createPath, tt.body)), http.StatusUnprocessableEntity, upload.CodeValidation)
+			errs, _ := env.Error.Details["errors"].(map[string]any)
+			if errs[tt.field] != tt.msg || len(errs) != 1 {
+				t.Errorf("details.errors = %v, want {%q: %q}", errs, tt.field, tt.msg)
+			}
+		})
+	}
+}
+
+// TestInvalidUTF8: bytes that are not UTF-8 are a 422 naming the element,
+// never quietly replaced by U+FFFD.
+func TestInvalidUTF8(t *testing.T) {
+	h := httpapi.New(nil).AllRoutes()
+	bad := "a\xff\xfe.pdf"
+	tests := []struct{ path, body, field string }{
+		{createPath, `{"files":[{"name":"a.pdf"},{"name":"` + bad + `"}]}`, "files[1].name"},
+		{filesPath, `{"category":"instruction","name":"` + bad + `","size":1,"type":"application/pdf","ext":"pdf"}`, "name"},
+		{filesPath, `{"fileKey":"` + bad + `"}`, "fileKey"},
+		{finalizePath, `{"uploadSessionId":"` + sessionID + `","title":"T` + "\xc3" + `"}`, "title"},
+		{finalizePath, `{"uploadSessionId":"` + sessionID + `","title":"T","tags":["ok","` + "\xe2\x82" + `"]}`, "tags[1]"},
+		{finalizePath, `{"uploadSessionId":"` + sessionID + `","title":"T","x` + "\xff" + `":1}`, "body"},
+		{createPath, `{"files":[{"` + "\xff" + `":1}]}`, "files[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			env := wantProxyError(t, proxy(t, h, asUser("POST", tt.path, tt.body)), http.StatusUnprocessableEntity, upload.CodeValidation)
+			errs, _ := env.Error.Details["errors"].(map[string]any)
+			if msg, _ := errs[tt.field].(string); !strings.Contains(msg, "UTF-8") || len(errs) != 1 {
+				t.Errorf("details.errors = %v, want only %q about UTF-8", errs, tt.field)
+			}
+		})
+	}
+}
+
+// TestNULInFinalizeFields: PostgreSQL's text cannot hold U+0000; finalize
+// refuses it with a 422 naming the field before the (nil) service is
+// reached.
+func TestNULInFinalizeFields(t *testing.T) {
+	h := httpapi.New(nil).AllRoutes()
+	base := `"uploadSessionId":"` + sessionID + `"`
+	tests := []struct{ body, field string }{
+		{`{` + base + `,"title":"Big\u0000Ship"}`, "title"},
+		{`{` + base + `,"title":"T","description":"a\u0000"}`, "description"},
+		{`{` + base + `,"title":"T","tags":["ok","x\u0000y"]}`, "tags[1]"},
+		{`{` + base + `,"title":"T","theme":"\u0000"}`, "theme"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			env := wantProxyError(t, proxy(t, h, asUser("POST", finalizePath, tt.body)), http.StatusUnprocessableEntity, upload.CodeValidation)
+			errs, _ := env.Error.Details["errors"].(map[string]any)
+			if msg, _ := errs[tt.field].(string); !strings.Contains(msg, "NUL") || len(errs) != 1 {
+				t.Errorf("details.errors = %v, want only %q about NUL", errs, tt.field)
+			}
+		})
+	}
+}
+
+// TestDotUserIDs: a subject that would be a "." or ".." segment of the
+// user's object keys is refused, saying why.
+func TestDotUserIDs(t *testing.T) {
+	h := httpapi.New(nil).AllRoutes()
+	for _, sub := range []string{".", "..", "...", "a/..", "../b"} {
+		t.Run(sub, func(t *testing.T) {
+			env := wantProxyError(t, proxy(t, h, request{method: "GET", path: sessionPath, sub: sub}), http.StatusUnauthorized, upload.CodeUnauthorized)
+			if !strings.Contains(env.Error.Message, "user id") {
+				t.Errorf("message %q does not say the user id is the problem", env.Error.Message)
 			}
 		})
 	}

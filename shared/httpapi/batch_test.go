@@ -100,8 +100,9 @@ func mapKeysInt[V any](m map[int]V) func(func(int) bool) {
 	}
 }
 
-// memBlob takes parts as S3 does: it checks Content-MD5 and keeps each
-// part's size and MD5 (not its bytes). fail makes a part number fail with
+// memBlob takes parts as S3 does: it checks Content-MD5, keeps each
+// part's size and MD5 (not its bytes) and answers S3's ETag of a part, its
+// MD5 in hex within quotes. fail makes a part number fail with
 // the given error; gate, when set, is called with each call's part number
 // before it reads the part.
 type memBlob struct {
@@ -139,7 +140,7 @@ func (b *memBlob) UploadPart(_ context.Context, key, uploadID string, n int, bod
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.parts[n] = fmt.Sprintf("%d:%x", size, sum)
-	return fmt.Sprintf("etag-%d-%x", n, sum[:4]), nil
+	return fmt.Sprintf(`"%x"`, sum), nil
 }
 
 func (b *memBlob) stored() map[int]string {
@@ -181,13 +182,15 @@ func newBatchFixture(fileSize, partSize int64) *batchFixture {
 	return &batchFixture{api: api, store: store, blob: blob}
 }
 
-// recorded is the parts the store recorded: number → "size:md5hex".
+// recorded is the parts the store recorded: number → "size:md5hex", the
+// MD5 being the ETag memBlob answered (the service records an MD5 only
+// for parts sent with Content-MD5).
 func (f *batchFixture) recorded() map[int]string {
 	f.store.mu.Lock()
 	defer f.store.mu.Unlock()
 	out := map[int]string{}
 	for n, p := range f.store.parts {
-		out[n] = fmt.Sprintf("%d:%s", p.Size, p.MD5)
+		out[n] = fmt.Sprintf("%d:%s", p.Size, strings.Trim(p.ETag, `"`))
 	}
 	return out
 }
@@ -358,6 +361,12 @@ func digest(b []byte) string {
 	return fmt.Sprintf("%d:%s", len(b), hex.EncodeToString(sum[:]))
 }
 
+// etagOf is S3's (and memBlob's) ETag of a part of these bytes.
+func etagOf(b []byte) string {
+	sum := md5.Sum(b)
+	return `"` + hex.EncodeToString(sum[:]) + `"`
+}
+
 func b64md5(b []byte) string {
 	sum := md5.Sum(b)
 	return base64.StdEncoding.EncodeToString(sum[:])
@@ -383,7 +392,7 @@ func TestBatchUpload(t *testing.T) {
 	completed := map[int]bool{}
 	for i, n := range []int{3, 1, 2} {
 		e := entries[i]
-		if e.PartNumber != n || e.Size != int64(len(want[n])) || e.TotalParts != 3 || !strings.HasPrefix(e.ETag, fmt.Sprintf("etag-%d-", n)) {
+		if e.PartNumber != n || e.Size != int64(len(want[n])) || e.TotalParts != 3 || e.ETag != etagOf(want[n]) {
 			t.Errorf("entry %d = %+v, want part %d", i, e, n)
 		}
 		// Parts finish in any order: completedParts counts the file's
@@ -397,6 +406,14 @@ func TestBatchUpload(t *testing.T) {
 		if fx.blob.stored()[n] != digest(b) || fx.recorded()[n] != digest(b) {
 			t.Errorf("part %d: stored %q, recorded %q, want %q", n, fx.blob.stored()[n], fx.recorded()[n], digest(b))
 		}
+	}
+	// An MD5 is recorded only for the part sent with Content-MD5 (its
+	// checked digest); the others are not hashed.
+	fx.store.mu.Lock()
+	md5s := map[int]string{1: fx.store.parts[1].MD5, 2: fx.store.parts[2].MD5, 3: fx.store.parts[3].MD5}
+	fx.store.mu.Unlock()
+	if want := map[int]string{1: strings.Trim(etagOf(p1), `"`), 2: "", 3: ""}; fmt.Sprint(md5s) != fmt.Sprint(want) {
+		t.Errorf("recorded MD5s %v, want %v", md5s, want)
 	}
 	if fx.store.file.Status != upload.FileUploading {
 		t.Errorf("file status = %s, want uploading", fx.store.file.Status)

@@ -2,14 +2,16 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"regexp"
+	"reflect"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/awslabs/aws-lambda-go-api-proxy/core"
 	"github.com/google/uuid"
@@ -17,20 +19,28 @@ import (
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
-// userIDPattern is what a user id (the JWT sub claim) may look like; it
-// becomes part of S3 keys, so nothing that could change a key's meaning.
-var userIDPattern = regexp.MustCompile(`^[A-Za-z0-9._@:+=|-]{1,128}$`)
-
 // userID is the caller's identity: the sub claim the HTTP API's JWT
 // authorizer (or the local gateway, playing it) put in the request context.
+// It becomes a segment of the user's object keys, so a sub that could
+// change a key's shape (upload.CheckUserID) is refused, saying why.
 func userID(r *http.Request) (string, error) {
 	gw, ok := core.GetAPIGatewayV2ContextFromContext(r.Context())
-	if !ok || gw.Authorizer == nil || gw.Authorizer.JWT == nil {
+	if !ok || gw.Authorizer == nil || (gw.Authorizer.JWT == nil && gw.Authorizer.Lambda == nil) {
 		return "", upload.Errorf(upload.CodeUnauthorized, "authentication required")
 	}
-	sub := gw.Authorizer.JWT.Claims["sub"]
-	if !userIDPattern.MatchString(sub) {
-		return "", upload.Errorf(upload.CodeUnauthorized, "authentication required")
+	var sub string
+	if gw.Authorizer.JWT != nil {
+		sub = gw.Authorizer.JWT.Claims["sub"]
+	} else {
+		// The stack's cookie authorizer (AuthMode cookie, shared/auth's
+		// CookieAuthorizer) passes the verified sub as context userId.
+		sub, _ = gw.Authorizer.Lambda["userId"].(string)
+	}
+	if sub == "" {
+		return "", upload.Errorf(upload.CodeUnauthorized, "authentication required: the token has no subject (sub)")
+	}
+	if msg := upload.CheckUserID(sub); msg != "" {
+		return "", upload.Errorf(upload.CodeUnauthorized, "the token's subject (sub) cannot be used as a user id: it %s", msg)
 	}
 	return sub, nil
 }
@@ -101,24 +111,70 @@ func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional
 	if raw[0] != '{' {
 		return false, upload.Errorf(upload.CodeBadRequest, "request body must be a JSON object")
 	}
+	if !utf8.Valid(raw) && json.Valid(raw) {
+		// encoding/json would quietly turn the bad bytes into U+FFFD.
+		field, inName := invalidUTF8At(raw)
+		msg := "must be valid UTF-8"
+		if inName {
+			msg = "has a member name that is not valid UTF-8"
+		}
+		return false, upload.ValidationError(map[string]string{field: msg})
+	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return false, upload.ValidationError(map[string]string{typeErr.Field: fmt.Sprintf("must be a %s", jsonKind(typeErr.Type.Kind().String()))})
+			field := pathAt(raw, typeErr.Offset)
+			if field == "" {
+				field = typeErr.Field
+			}
+			return false, upload.ValidationError(map[string]string{field: "must be " + jsonKind(typeErr.Type.Kind())})
 		}
 		return false, upload.Errorf(upload.CodeBadRequest, "request body is not a valid JSON object")
 	}
 	return true, nil
 }
 
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "int", "int64", "int32", "float64":
-		return "number"
-	case "slice":
-		return "list"
-	case "struct", "map", "ptr":
-		return "object"
+// jsonKind says in plain words what JSON a Go kind takes.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
 	}
-	return goKind
+	return "another JSON type"
+}
+
+// Every request gets a deadline, so that no wait (a frozen S3 or
+// PostgreSQL, a lock held elsewhere, a pool with no free connection) can
+// outlast it and the client still gets an answer (a retryable 503) instead
+// of API Gateway's timeout. Under Lambda the context carries the
+// invocation's deadline: the request's ends deadlineReserve before it,
+// time left to write the answer. Without one (tools, tests) it ends after
+// defaultRequestTimeout.
+const (
+	deadlineReserve       = time.Second
+	defaultRequestTimeout = 60 * time.Second
+)
+
+// withDeadline returns r with its deadline, and the cancel to call when
+// the request is done.
+func withDeadline(r *http.Request) (*http.Request, context.CancelFunc) {
+	deadline := time.Now().Add(defaultRequestTimeout)
+	if d, ok := r.Context().Deadline(); ok {
+		// A short invocation keeps three quarters of its time for the work.
+		reserve := min(deadlineReserve, time.Until(d)/4)
+		deadline = d.Add(-reserve)
+	}
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	return r.WithContext(ctx), cancel
 }

@@ -29,6 +29,7 @@ var statusOf = map[string]int{
 	upload.CodeDuplicateFileName:    http.StatusConflict,
 	upload.CodeFileAlreadyCompleted: http.StatusConflict,
 	upload.CodeIncompleteUpload:     http.StatusConflict,
+	upload.CodeInvalidPart:          http.StatusConflict,
 	upload.CodeSessionExpired:       http.StatusGone,
 	upload.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	upload.CodeFileTooLarge:         http.StatusRequestEntityTooLarge,
@@ -36,6 +37,7 @@ var statusOf = map[string]int{
 	upload.CodeValidation:           http.StatusUnprocessableEntity,
 	upload.CodeTooManyRequests:      http.StatusTooManyRequests,
 	upload.CodeS3Unavailable:        http.StatusServiceUnavailable,
+	upload.CodeDatabaseUnavailable:  http.StatusServiceUnavailable,
 	upload.CodeInternal:             http.StatusInternalServerError,
 }
 
@@ -100,12 +102,29 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))
 	}
 	id := correlationID(r)
-	w.Header().Set("X-Correlation-Id", id)
+	setCorrelationHeaders(w, id)
 	writeJSON(w, status, errorBody{
-		Error:         errorDetail{Code: e.Code, Type: e.Code, Message: e.Message, Details: e.Details},
+		Error:         errorDetail{Code: e.Code, Type: errorType(e.Code), Message: e.Message, Details: e.Details},
 		CorrelationID: id,
 		Timestamp:     timestamp(),
 	})
+}
+
+// errorType is error.type: the code, except where the old web client keys
+// on another name (its mapHttpErrorToUploadError shows the session-expired
+// banner only for EXPIRED_SESSION).
+func errorType(code string) string {
+	if code == upload.CodeSessionExpired {
+		return "EXPIRED_SESSION"
+	}
+	return code
+}
+
+// setCorrelationHeaders names the request on a response: X-Correlation-Id,
+// repeated as X-Request-Id, the name the old web client reads.
+func setCorrelationHeaders(w http.ResponseWriter, id string) {
+	w.Header().Set("X-Correlation-Id", id)
+	w.Header().Set("X-Request-Id", id)
 }
 
 type correlationKey struct{}

@@ -116,8 +116,10 @@ func isClean(p string) bool {
 func (a *API) serve(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = withCorrelationID(r)
+		r, cancel := withDeadline(r)
+		defer cancel()
 		// Every response names its request, not only errors.
-		w.Header().Set("X-Correlation-Id", correlationID(r))
+		setCorrelationHeaders(w, correlationID(r))
 		defer func() {
 			if p := recover(); p != nil {
 				writeError(w, r, fmt.Errorf("panic: %v", p))

@@ -35,7 +35,10 @@
 // Errors wrap the domain's sentinels: a missing row, an id that is not a
 // UUID (SQLSTATE 22P02) or a reference to a missing row (23503) wraps
 // [upload.ErrNotFound]; a unique violation (23505) wraps
-// [upload.ErrConflict] and names the constraint. The driver's error stays
+// [upload.ErrConflict] and names the constraint; a database that cannot be
+// reached or does not answer in time (connection lost, deadline, statement
+// or lock timeout, too many connections) wraps [upload.ErrDatabaseUnavailable]
+// (errors.go; the timeouts are in timeouts.go). The driver's error stays
 // in the chain, for errors.As with *pgconn.PgError. A statement that
 // fails aborts the transaction, so after an error the caller must return
 // from InTx's function.

@@ -26,7 +26,7 @@ func finalized(t *testing.T, s *Store, userID, title string, kinds ...string) (*
 		work = append(work, upload.FollowUp{ID: ids[k], MocID: m.ID, Kind: k})
 	}
 	inTx(t, s, func(tx upload.Tx) error {
-		if err := tx.InsertMoc(t.Context(), m); err != nil {
+		if err := insertMoc(t.Context(), tx, m); err != nil {
 			return err
 		}
 		return tx.InsertOutbox(t.Context(), work)
@@ -104,7 +104,7 @@ func TestInsertOutboxRollsBackWithMoc(t *testing.T) {
 	m := newMoc("u1", sess.ID, "Castle", "castle")
 	boom := errors.New("session update failed")
 	err := txErr(t, s, func(tx upload.Tx) error {
-		if err := tx.InsertMoc(t.Context(), m); err != nil {
+		if err := insertMoc(t.Context(), tx, m); err != nil {
 			return err
 		}
 		if err := tx.InsertOutbox(t.Context(), []upload.FollowUp{{ID: newID(), MocID: m.ID, Kind: upload.FollowUpWebhook}}); err != nil {

@@ -358,7 +358,7 @@ func TestSessionRoundTrip(t *testing.T) {
 	t.Parallel()
 	s := open(t)
 	moc := newMoc("u1", "", "Castle", "castle")
-	inTx(t, s, func(tx upload.Tx) error { return tx.InsertMoc(t.Context(), moc) })
+	inTx(t, s, func(tx upload.Tx) error { return insertMoc(t.Context(), tx, moc) })
 	berlin := time.FixedZone("CET", 3600)
 	tests := []struct {
 		name string
@@ -409,7 +409,7 @@ func TestUpdateSession(t *testing.T) {
 	t.Parallel()
 	s := open(t)
 	moc := newMoc("u1", "", "Castle", "castle")
-	inTx(t, s, func(tx upload.Tx) error { return tx.InsertMoc(t.Context(), moc) })
+	inTx(t, s, func(tx upload.Tx) error { return insertMoc(t.Context(), tx, moc) })
 	sess := newSession(t, s, "u1")
 	updates := []upload.Session{
 		{Status: upload.SessionFinalizing, PartSizeBytes: 6 << 20, ExpiresAt: at(20),
@@ -792,6 +792,41 @@ func TestUpdateFile(t *testing.T) {
 	wantErr(t, err, upload.ErrNotFound, "update file "+f.ID)
 }
 
+// UpdateFileStatuses writes the status, URL and time of several files in
+// one statement, and nothing else of them; a file of another session
+// fails the whole call.
+func TestUpdateFileStatuses(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	sess := newSession(t, s, "u1")
+	a := newFile(t, s, sess, "a.pdf", at(0))
+	b := newFile(t, s, sess, "b.pdf", at(0))
+	c := newFile(t, s, sess, "c.pdf", at(0))
+	wa, wb := *a, *b
+	wa.Status, wa.FileURL, wa.UpdatedAt = upload.FileCompleted, "https://x/a.pdf", at(3)
+	wb.Status, wb.UpdatedAt = upload.FileFailed, at(4)
+	changed := []upload.File{wa, wb}
+	changed[0].Name = "ignored.pdf" // not a status: not written
+	inTx(t, s, func(tx upload.Tx) error { return tx.UpdateFileStatuses(t.Context(), sess.ID, changed) })
+	inTx(t, s, func(tx upload.Tx) error {
+		for _, want := range []upload.File{wa, wb, *c} {
+			got, err := tx.GetFile(t.Context(), sess.ID, want.ID, false)
+			if err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(*got, want) {
+				t.Errorf("got\n%+v\nwant\n%+v", *got, want)
+			}
+		}
+		return nil
+	})
+	other := newFile(t, s, newSession(t, s, "u1"), "d.pdf", at(0))
+	err := txErr(t, s, func(tx upload.Tx) error {
+		return tx.UpdateFileStatuses(t.Context(), sess.ID, []upload.File{*c, *other})
+	})
+	wantErr(t, err, upload.ErrNotFound, "update file statuses of session "+sess.ID)
+}
+
 func TestFileNotFound(t *testing.T) {
 	t.Parallel()
 	s := open(t)
@@ -940,6 +975,64 @@ func TestParts(t *testing.T) {
 	}
 }
 
+// UpsertParts writes several parts in one statement as UpsertPart writes
+// each, and ListSessionParts reads them back by file.
+func TestUpsertPartsAndListSessionParts(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	sess := newSession(t, s, "u1")
+	f := newFile(t, s, sess, "a.pdf", at(0))
+	g := newFile(t, s, sess, "b.pdf", at(0))
+	h := newFile(t, s, sess, "c.pdf", at(0)) // no parts
+	other := newFile(t, s, newSession(t, s, "u1"), "a.pdf", at(0))
+	part := func(file string, n int, etag string, md5 string, created, updated int) upload.Part {
+		return upload.Part{FileID: file, PartNumber: n, ETag: etag, Size: int64(n), MD5: md5,
+			CreatedAt: at(created), UpdatedAt: at(updated)}
+	}
+	inTx(t, s, func(tx upload.Tx) error {
+		return tx.UpsertPart(t.Context(), &upload.Part{FileID: f.ID, PartNumber: 2, ETag: "old", Size: 2, CreatedAt: at(1), UpdatedAt: at(1)})
+	})
+	inTx(t, s, func(tx upload.Tx) error {
+		if err := tx.UpsertParts(t.Context(), nil); err != nil {
+			return err
+		}
+		return tx.UpsertParts(t.Context(), []upload.Part{
+			part(f.ID, 3, "e3", "", 5, 5),
+			part(f.ID, 2, "e2", "m2", 5, 5), // replaces "old", keeps its creation time
+			part(g.ID, 1, "g1", "", 5, 5),
+			part(other.ID, 1, "o1", "", 5, 5),
+		})
+	})
+	var got map[string][]upload.Part
+	inTx(t, s, func(tx upload.Tx) (err error) {
+		got, err = tx.ListSessionParts(t.Context(), sess.ID)
+		return err
+	})
+	want := map[string][]upload.Part{
+		f.ID: {part(f.ID, 2, "e2", "m2", 1, 5), part(f.ID, 3, "e3", "", 5, 5)},
+		g.ID: {part(g.ID, 1, "g1", "", 5, 5)},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ListSessionParts =\n%+v\nwant\n%+v", got, want)
+	}
+	if _, ok := got[h.ID]; ok {
+		t.Errorf("a file without parts has an entry")
+	}
+	err := txErr(t, s, func(tx upload.Tx) error {
+		return tx.UpsertParts(t.Context(), []upload.Part{part(f.ID, 4, "e4", "", 0, 0), part(newID(), 1, "x", "", 0, 0)})
+	})
+	if !errors.Is(err, upload.ErrNotFound) {
+		t.Errorf("UpsertParts with an unknown file = %v, want ErrNotFound", err)
+	}
+	inTx(t, s, func(tx upload.Tx) (err error) {
+		parts, err := tx.ListParts(t.Context(), f.ID)
+		if len(parts) != 2 {
+			t.Errorf("a failed UpsertParts wrote: %+v", parts)
+		}
+		return err
+	})
+}
+
 // MOCs.
 
 func TestMocRoundTrip(t *testing.T) {
@@ -982,7 +1075,7 @@ func TestMocRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			inTx(t, s, func(tx upload.Tx) error { return tx.InsertMoc(t.Context(), tt.in) })
+			inTx(t, s, func(tx upload.Tx) error { return insertMoc(t.Context(), tx, tt.in) })
 			want := tt.want
 			if want.Files == nil {
 				want.Files = []upload.MocFile{} // never nil when read
@@ -1017,7 +1110,7 @@ func TestMocNotFound(t *testing.T) {
 	sess := newSession(t, s, "u1")
 	empty := newSession(t, s, "u1")
 	m := newMoc("u1", sess.ID, "Castle", "castle")
-	inTx(t, s, func(tx upload.Tx) error { return tx.InsertMoc(t.Context(), m) })
+	inTx(t, s, func(tx upload.Tx) error { return insertMoc(t.Context(), tx, m) })
 	tests := []struct {
 		name string
 		get  func(tx upload.Tx) error
@@ -1049,7 +1142,7 @@ func TestInsertMocConflict(t *testing.T) {
 	first := newMoc("u1", sess.ID, "Castle", "castle")
 	first.Files = []upload.MocFile{{ID: newID(), FileType: "instruction", FileURL: "u",
 		S3Key: "k", OriginalFilename: "a.pdf", MimeType: "application/pdf", Size: 1, CreatedAt: at(0)}}
-	inTx(t, s, func(tx upload.Tx) error { return tx.InsertMoc(t.Context(), first) })
+	inTx(t, s, func(tx upload.Tx) error { return insertMoc(t.Context(), tx, first) })
 
 	tests := []struct {
 		name       string
@@ -1078,7 +1171,7 @@ func TestInsertMocConflict(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := tt.m()
-			err := txErr(t, s, func(tx upload.Tx) error { return tx.InsertMoc(t.Context(), m) })
+			err := txErr(t, s, func(tx upload.Tx) error { return insertMoc(t.Context(), tx, m) })
 			wantErr(t, err, upload.ErrConflict, tt.constraint)
 		})
 	}
@@ -1087,14 +1180,14 @@ func TestInsertMocConflict(t *testing.T) {
 	}
 	// Another user may use the same title and slug.
 	other := newMoc("u2", newSession(t, s, "u2").ID, "Castle", "castle")
-	inTx(t, s, func(tx upload.Tx) error { return tx.InsertMoc(t.Context(), other) })
+	inTx(t, s, func(tx upload.Tx) error { return insertMoc(t.Context(), tx, other) })
 }
 
 func TestMocTitleExists(t *testing.T) {
 	t.Parallel()
 	s := open(t)
 	inTx(t, s, func(tx upload.Tx) error {
-		return tx.InsertMoc(t.Context(), newMoc("u1", "", "My Castle", "my-castle"))
+		return insertMoc(t.Context(), tx, newMoc("u1", "", "My Castle", "my-castle"))
 	})
 	tests := []struct {
 		user, title string
@@ -1128,7 +1221,7 @@ func TestSlugsWithPrefix(t *testing.T) {
 	for user, list := range slugs {
 		for i, slug := range list {
 			m := newMoc(user, "", fmt.Sprintf("title %d", i), slug)
-			inTx(t, s, func(tx upload.Tx) error { return tx.InsertMoc(t.Context(), m) })
+			inTx(t, s, func(tx upload.Tx) error { return insertMoc(t.Context(), tx, m) })
 		}
 	}
 	tests := []struct {
@@ -1165,7 +1258,7 @@ func TestFinalizeFlow(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if err := tx.InsertMoc(t.Context(), m); err != nil {
+		if err := insertMoc(t.Context(), tx, m); err != nil {
 			return err
 		}
 		got.Status, got.FinalizedAt, got.MocID, got.UpdatedAt = upload.SessionCompleted, atPtr(1), &m.ID, at(1)
@@ -1178,4 +1271,12 @@ func TestFinalizeFlow(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// insertMoc inserts m's row and its files' rows, as finalize does.
+func insertMoc(ctx context.Context, tx upload.Tx, m *upload.Moc) error {
+	if err := tx.InsertMoc(ctx, m); err != nil {
+		return err
+	}
+	return tx.InsertMocFiles(ctx, m)
 }

@@ -50,6 +50,7 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 	if !setsMaxConns(databaseURL) {
 		cfg.MaxConns = defaultMaxConns
 	}
+	applyTimeouts(cfg)
 	for _, opt := range opts {
 		opt(cfg)
 	}
@@ -84,16 +85,21 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 func (s *Store) InTx(ctx context.Context, fn func(upload.Tx) error) error {
 	ptx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres: begin: %w", err)
+		return fmt.Errorf("postgres: begin: %w", unavailableErr(err))
 	}
 	// A no-op once committed. Without cancel: a cancelled ctx must still
-	// give the connection back clean.
-	defer ptx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	// give the connection back clean; but bounded: on a frozen server it
+	// would wait forever (pgx then closes the connection).
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		defer cancel()
+		_ = ptx.Rollback(rctx)
+	}()
 	if err := fn(&tx{tx: ptx}); err != nil {
 		return err
 	}
 	if err := ptx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: commit: %w", err)
+		return fmt.Errorf("postgres: commit: %w", unavailableErr(err))
 	}
 	return nil
 }
@@ -122,7 +128,7 @@ func fail(op, id string, err error) error {
 	case pgErr.Code == invalidTextRepresentation:
 		err = fmt.Errorf("%w: %w", upload.ErrNotFound, err)
 	}
-	return fmt.Errorf("postgres: %s %s: %w", op, id, err)
+	return fmt.Errorf("postgres: %s %s: %w", op, id, unavailableErr(err))
 }
 
 // notFound is the error of a lookup that found nothing.

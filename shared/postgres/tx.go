@@ -197,6 +197,31 @@ func (t *tx) UpdateFile(ctx context.Context, f *upload.File) error {
 	return nil
 }
 
+// UpdateFileStatuses writes the status, file URL and update time of each
+// of files, all of sessionID, in one statement.
+func (t *tx) UpdateFileStatuses(ctx context.Context, sessionID string, files []upload.File) error {
+	if len(files) == 0 {
+		return nil
+	}
+	n := len(files)
+	ids, statuses, urls, updated := make([]string, n), make([]string, n), make([]*string, n), make([]time.Time, n)
+	for i, f := range files {
+		ids[i], statuses[i], urls[i], updated[i] = f.ID, string(f.Status), nullIfEmpty(f.FileURL), utc(f.UpdatedAt)
+	}
+	tag, err := t.tx.Exec(ctx, `UPDATE upload_session_files AS f
+		SET status = u.status, file_url = u.file_url, updated_at = u.updated_at
+		FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[]) AS u(id, status, file_url, updated_at)
+		WHERE f.id = u.id AND f.session_id = $1`,
+		sessionID, ids, statuses, urls, updated)
+	if err != nil {
+		return fail("update file statuses of session", sessionID, err)
+	}
+	if tag.RowsAffected() != int64(n) {
+		return notFound("update file statuses of session", sessionID)
+	}
+	return nil
+}
+
 // DeleteFile removes a file; its parts go with it (ON DELETE CASCADE).
 func (t *tx) DeleteFile(ctx context.Context, sessionID, fileID string) error {
 	if !isUUID(sessionID) || !isUUID(fileID) {
@@ -231,28 +256,82 @@ func (t *tx) UpsertPart(ctx context.Context, p *upload.Part) error {
 	return nil
 }
 
+// UpsertParts records parts in one statement, as UpsertPart does each.
+func (t *tx) UpsertParts(ctx context.Context, parts []upload.Part) error {
+	if len(parts) == 0 {
+		return nil
+	}
+	n := len(parts)
+	fileIDs, numbers, etags := make([]string, n), make([]int32, n), make([]string, n)
+	sizes, md5s := make([]int64, n), make([]*string, n)
+	created, updated := make([]time.Time, n), make([]time.Time, n)
+	for i, p := range parts {
+		fileIDs[i], numbers[i], etags[i] = p.FileID, int32(p.PartNumber), p.ETag
+		sizes[i], md5s[i] = p.Size, nullIfEmpty(p.MD5)
+		created[i], updated[i] = utc(p.CreatedAt), utc(p.UpdatedAt)
+	}
+	_, err := t.tx.Exec(ctx, `INSERT INTO upload_session_parts
+			(file_id, part_number, etag, size, md5, status, created_at, updated_at)
+		SELECT f, n, e, s, m, 'uploaded', c, u
+		FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::text[],
+			$6::timestamptz[], $7::timestamptz[]) AS p(f, n, e, s, m, c, u)
+		ON CONFLICT (file_id, part_number) DO UPDATE SET etag = excluded.etag,
+			size = excluded.size, md5 = excluded.md5, status = excluded.status,
+			updated_at = excluded.updated_at`,
+		fileIDs, numbers, etags, sizes, md5s, created, updated)
+	if err != nil {
+		return fail("upsert parts", fmt.Sprintf("%s (%d parts)", parts[0].FileID, n), err)
+	}
+	return nil
+}
+
+const partColumns = `file_id, part_number, etag, size, md5, created_at, updated_at`
+
+func scanPart(row pgx.CollectableRow) (upload.Part, error) {
+	var (
+		p   upload.Part
+		md5 *string
+	)
+	err := row.Scan(&p.FileID, &p.PartNumber, &p.ETag, &p.Size, &md5, &p.CreatedAt, &p.UpdatedAt)
+	p.MD5, p.CreatedAt, p.UpdatedAt = deref(md5), utc(p.CreatedAt), utc(p.UpdatedAt)
+	return p, err
+}
+
 func (t *tx) ListParts(ctx context.Context, fileID string) ([]upload.Part, error) {
 	if !isUUID(fileID) {
 		return []upload.Part{}, nil
 	}
-	rows, err := t.tx.Query(ctx, `SELECT file_id, part_number, etag, size, md5, created_at,
-		updated_at FROM upload_session_parts WHERE file_id = $1 ORDER BY part_number`, fileID)
+	rows, err := t.tx.Query(ctx, `SELECT `+partColumns+` FROM upload_session_parts
+		WHERE file_id = $1 ORDER BY part_number`, fileID)
 	if err != nil {
 		return nil, fail("list parts of file", fileID, err)
 	}
-	parts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (upload.Part, error) {
-		var (
-			p   upload.Part
-			md5 *string
-		)
-		err := row.Scan(&p.FileID, &p.PartNumber, &p.ETag, &p.Size, &md5, &p.CreatedAt, &p.UpdatedAt)
-		p.MD5, p.CreatedAt, p.UpdatedAt = deref(md5), utc(p.CreatedAt), utc(p.UpdatedAt)
-		return p, err
-	})
+	parts, err := pgx.CollectRows(rows, scanPart)
 	if err != nil {
 		return nil, fail("list parts of file", fileID, err)
 	}
 	return parts, nil
+}
+
+func (t *tx) ListSessionParts(ctx context.Context, sessionID string) (map[string][]upload.Part, error) {
+	byFile := map[string][]upload.Part{}
+	if !isUUID(sessionID) {
+		return byFile, nil
+	}
+	rows, err := t.tx.Query(ctx, `SELECT `+partColumns+` FROM upload_session_parts
+		WHERE file_id IN (SELECT id FROM upload_session_files WHERE session_id = $1)
+		ORDER BY file_id, part_number`, sessionID)
+	if err != nil {
+		return nil, fail("list parts of session", sessionID, err)
+	}
+	parts, err := pgx.CollectRows(rows, scanPart)
+	if err != nil {
+		return nil, fail("list parts of session", sessionID, err)
+	}
+	for _, p := range parts {
+		byFile[p.FileID] = append(byFile[p.FileID], p)
+	}
+	return byFile, nil
 }
 
 // MOCs.
@@ -260,7 +339,7 @@ func (t *tx) ListParts(ctx context.Context, fileID string) ([]upload.Part, error
 const mocColumns = `id, user_id, upload_session_id, title, slug, description, type, status,
 	tags, theme, thumbnail_url, thumbnail_status, finalized_at, created_at, updated_at`
 
-// InsertMoc inserts the MOC, then its files in the order of m.Files.
+// InsertMoc inserts the MOC's row.
 func (t *tx) InsertMoc(ctx context.Context, m *upload.Moc) error {
 	tags := m.Tags
 	if tags == nil {
@@ -278,15 +357,32 @@ func (t *tx) InsertMoc(ctx context.Context, m *upload.Moc) error {
 	if err != nil {
 		return fail("insert moc", m.ID, err)
 	}
+	return nil
+}
+
+// InsertMocFiles inserts the rows of m.Files in one statement; a file's
+// position is its index in m.Files.
+func (t *tx) InsertMocFiles(ctx context.Context, m *upload.Moc) error {
+	if len(m.Files) == 0 {
+		return nil
+	}
+	n := len(m.Files)
+	ids, types, urls, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	names, mimes, sizes, created := make([]string, n), make([]string, n), make([]int64, n), make([]time.Time, n)
 	for i, f := range m.Files {
-		_, err := t.tx.Exec(ctx, `INSERT INTO moc_files (id, moc_id, file_type, file_url,
-				s3_key, original_filename, mime_type, size, position, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)`,
-			f.ID, m.ID, f.FileType, f.FileURL, f.S3Key, f.OriginalFilename, f.MimeType, f.Size,
-			i, utc(f.CreatedAt))
-		if err != nil {
-			return fail("insert moc file", f.ID, err)
-		}
+		ids[i], types[i], urls[i], keys[i] = f.ID, f.FileType, f.FileURL, f.S3Key
+		names[i], mimes[i], sizes[i], created[i] = f.OriginalFilename, f.MimeType, f.Size, utc(f.CreatedAt)
+	}
+	_, err := t.tx.Exec(ctx, `INSERT INTO moc_files (id, moc_id, file_type, file_url,
+			s3_key, original_filename, mime_type, size, position, created_at, updated_at)
+		SELECT id, $1, file_type, file_url, s3_key, original_filename, mime_type, size,
+			position - 1, created_at, created_at
+		FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::bigint[], $9::timestamptz[]) WITH ORDINALITY
+			AS f(id, file_type, file_url, s3_key, original_filename, mime_type, size, created_at, position)`,
+		m.ID, ids, types, urls, keys, names, mimes, sizes, created)
+	if err != nil {
+		return fail("insert moc files", m.ID, err)
 	}
 	return nil
 }

@@ -28,6 +28,10 @@
 //	                       instead of a presigned URL.
 //
 // Config.MaxAttempts (default 3) is the SDK standard retryer's attempt limit.
+// Config.OperationTimeout (default 10 s) and Config.TransferTimeout (default
+// 25 s, for calls that move an object body) bound each call, all attempts
+// included; Config.DeadlineReserve (default 0.5 s) is kept free before the
+// caller's own deadline (see "Deadlines").
 //
 // # IAM
 //
@@ -35,7 +39,7 @@
 //
 //	s3:PutObject                  CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //	                              presigned PutObject and UploadPart URLs
-//	s3:GetObject                  GetObject (Open, ReadRange), HeadObject (Head), presigned GETs
+//	s3:GetObject                  GetObject (Open, ReadHead), HeadObject (Head), presigned GETs
 //	s3:AbortMultipartUpload       AbortMultipartUpload
 //	s3:ListMultipartUploadParts   ListParts (parts PUT directly to presigned URLs)
 //
@@ -85,6 +89,19 @@
 // [upload.ErrUnavailable] (the API's 503 S3_UNAVAILABLE, retryable by the
 // client). A body that fails to read (the client went away, too few bytes)
 // is reported as such, not as unavailability.
+//
+// Deadlines. Every call has a deadline: its timeout, or the caller's
+// deadline less DeadlineReserve when that comes first (on Lambda the
+// context carries the invocation's deadline). A store that accepts the
+// connection and never answers therefore ends the call at its deadline, as
+// [upload.ErrUnavailable], in time for the caller to answer. Open's
+// deadline lasts until its body is closed.
+//
+// Refused parts. CompleteMultipartUpload refused with InvalidPart,
+// InvalidPartOrder or EntityTooSmall (a part replaced since it was listed)
+// is an [upload.PartsRefusedError] (wrapping [upload.ErrInvalidPart]) that
+// names the refused parts, found by asking ListParts: the API's 409
+// INVALID_PART, never a 500.
 //
 // Not found. NoSuchKey, NotFound (HeadObject's bare 404) and NoSuchUpload
 // wrap [upload.ErrNotFound]. versitygw answers CompleteMultipartUpload of an

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -35,6 +36,14 @@ const (
 	// DefaultSSE is what the config package should pass as Config.SSE when
 	// S3_SSE is unset. An empty Config.SSE means no SSE header.
 	DefaultSSE = "AES256"
+	// DefaultOperationTimeout: S3 answers these in well under a second;
+	// ten seconds leave room for the retryer's attempts and backoff.
+	DefaultOperationTimeout = 10 * time.Second
+	// DefaultTransferTimeout: a 5 MiB part streamed from a slow client, or
+	// a 50 MiB object read for its checksum, within API Gateway's 30 s.
+	DefaultTransferTimeout = 25 * time.Second
+	// DefaultDeadlineReserve is the time kept before the caller's deadline.
+	DefaultDeadlineReserve = 500 * time.Millisecond
 )
 
 // Config configures a Blob. See the package documentation for the
@@ -60,6 +69,18 @@ type Config struct {
 	PublicBaseURL string
 	// MaxAttempts is the SDK retryer's attempt limit per call (default 3).
 	MaxAttempts int
+	// OperationTimeout bounds each call that moves no object body
+	// (create, complete, abort, list parts, head, delete), all its
+	// attempts included (default DefaultOperationTimeout).
+	OperationTimeout time.Duration
+	// TransferTimeout bounds each call that moves an object body (upload
+	// part, put, get), reading the body included (default
+	// DefaultTransferTimeout).
+	TransferTimeout time.Duration
+	// DeadlineReserve is kept free before the caller's deadline (the
+	// Lambda invocation's): a call ends that much earlier, so the caller
+	// can still answer (default DefaultDeadlineReserve).
+	DeadlineReserve time.Duration
 }
 
 // S3API is the part of *s3.Client that Blob calls. Wrap a client in a type
@@ -122,6 +143,12 @@ func NewClient(ctx context.Context, cfg Config) (*s3.Client, error) {
 		// over the body before sending it, which an unseekable body over
 		// plain HTTP cannot do. See "Considerations".
 		awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		// Finalize checks up to 32 files at once; the SDK's transport
+		// keeps only 10 idle connections per host, so every finalize
+		// would open (and TLS-handshake) the rest anew.
+		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = 64
+		})),
 	}
 	if cfg.Endpoint != "" && cfg.AccessKeyID != "" {
 		opts = append(opts, awsconfig.WithCredentialsProvider(
@@ -179,6 +206,15 @@ func withDefaults(cfg Config) Config {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
+	if cfg.OperationTimeout <= 0 {
+		cfg.OperationTimeout = DefaultOperationTimeout
+	}
+	if cfg.TransferTimeout <= 0 {
+		cfg.TransferTimeout = DefaultTransferTimeout
+	}
+	if cfg.DeadlineReserve <= 0 {
+		cfg.DeadlineReserve = DefaultDeadlineReserve
+	}
 	cfg.Endpoint = strings.TrimRight(cfg.Endpoint, "/")
 	cfg.PublicBaseURL = strings.TrimRight(cfg.PublicBaseURL, "/")
 	return cfg
@@ -194,6 +230,8 @@ func (b *Blob) CreateMultipartUpload(ctx context.Context, key, contentType strin
 	if b.cfg.SSE != "" {
 		in.ServerSideEncryption = types.ServerSideEncryption(b.cfg.SSE)
 	}
+	ctx, cancel := b.bound(ctx, b.cfg.OperationTimeout)
+	defer cancel()
 	out, err := b.api.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return "", wrap(err, "s3: create multipart upload of %s", key)
@@ -222,6 +260,8 @@ func (b *Blob) UploadPart(ctx context.Context, key, uploadID string, partNumber 
 		return "", fmt.Errorf("s3: upload part %d of %s: negative size %d", partNumber, key, size)
 	}
 
+	ctx, cancel := b.bound(ctx, b.cfg.TransferTimeout)
+	defer cancel()
 	pb := newPartBody(body, size)
 	in := &s3.UploadPartInput{
 		Bucket:        &b.cfg.Bucket,
@@ -284,6 +324,8 @@ func (b *Blob) CompleteMultipartUpload(ctx context.Context, key, uploadID string
 			ETag:       aws.String(quote(p.ETag)),
 		}
 	}
+	ctx, cancel := b.bound(ctx, b.cfg.OperationTimeout)
+	defer cancel()
 	_, err := b.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          &b.cfg.Bucket,
 		Key:             &key,
@@ -291,28 +333,55 @@ func (b *Blob) CompleteMultipartUpload(ctx context.Context, key, uploadID string
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},
 	})
 	if err != nil {
-		if apiCode(err) == "InvalidPart" && b.uploadGone(ctx, key, uploadID) {
-			// versitygw checks the parts before the upload: a completed
-			// or aborted upload answers InvalidPart, where S3 answers
-			// NoSuchUpload.
-			return fmt.Errorf("s3: complete multipart upload of %s: %w: upload no longer exists: %w", key, upload.ErrNotFound, err)
+		switch apiCode(err) {
+		case "InvalidPart", "InvalidPartOrder", "EntityTooSmall":
+			return b.partsRefused(ctx, key, uploadID, sorted, err)
 		}
 		return wrap(err, "s3: complete multipart upload of %s", key)
 	}
 	return nil
 }
 
-// uploadGone reports whether S3 answers NoSuchUpload for the upload.
-func (b *Blob) uploadGone(ctx context.Context, key, uploadID string) bool {
-	_, err := b.api.ListParts(ctx, &s3.ListPartsInput{
-		Bucket: &b.cfg.Bucket, Key: &key, UploadId: &uploadID, MaxParts: aws.Int32(1),
-	})
-	return apiCode(err) == "NoSuchUpload"
+// partsRefused explains S3's refusal of the parts given to complete an
+// upload: it asks which parts S3 holds, and names those given that it does
+// not hold, holds with another ETag (replaced by a re-upload since they
+// were listed), or holds too small to precede another part. versitygw
+// checks the parts before the upload, so a completed or aborted upload
+// answers InvalidPart where S3 answers NoSuchUpload: that is ErrNotFound.
+func (b *Blob) partsRefused(ctx context.Context, key, uploadID string, given []upload.CompletedPart, err error) error {
+	stored, lerr := b.ListParts(ctx, key, uploadID)
+	switch {
+	case errors.Is(lerr, upload.ErrNotFound):
+		return fmt.Errorf("s3: complete multipart upload of %s: %w: upload no longer exists: %w", key, upload.ErrNotFound, err)
+	case lerr != nil:
+		// Which parts cannot be told; the refusal stands.
+		return fmt.Errorf("s3: complete multipart upload of %s: %w", key,
+			&upload.PartsRefusedError{Err: errors.Join(err, lerr)})
+	}
+	have := make(map[int]upload.StoredPart, len(stored))
+	for _, p := range stored {
+		have[p.PartNumber] = p
+	}
+	refused := []int{}
+	for i, p := range given {
+		sp, ok := have[p.PartNumber]
+		last := i == len(given)-1
+		if !ok || sp.ETag != unquote(p.ETag) || !last && sp.Size < minPartSize {
+			refused = append(refused, p.PartNumber)
+		}
+	}
+	return fmt.Errorf("s3: complete multipart upload of %s: %w", key,
+		&upload.PartsRefusedError{PartNumbers: refused, Err: err})
 }
+
+// minPartSize is S3's least size of a part that is not the last.
+const minPartSize = 5 << 20
 
 // AbortMultipartUpload aborts the upload and drops its parts; ErrNotFound
 // when S3 does not know the upload (already aborted or completed).
 func (b *Blob) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
+	ctx, cancel := b.bound(ctx, b.cfg.OperationTimeout)
+	defer cancel()
 	_, err := b.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 		Bucket: &b.cfg.Bucket, Key: &key, UploadId: &uploadID,
 	})
@@ -340,6 +409,8 @@ func (b *Blob) PutObject(ctx context.Context, key, contentType string, body []by
 	if b.cfg.SSE != "" {
 		in.ServerSideEncryption = types.ServerSideEncryption(b.cfg.SSE)
 	}
+	ctx, cancel := b.bound(ctx, b.cfg.TransferTimeout)
+	defer cancel()
 	if _, err := b.api.PutObject(ctx, in); err != nil {
 		return wrap(err, "s3: put %s", key)
 	}
@@ -348,6 +419,8 @@ func (b *Blob) PutObject(ctx context.Context, key, contentType string, body []by
 
 // DeleteObject removes an object. S3 answers a missing key with success.
 func (b *Blob) DeleteObject(ctx context.Context, key string) error {
+	ctx, cancel := b.bound(ctx, b.cfg.OperationTimeout)
+	defer cancel()
 	if _, err := b.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &b.cfg.Bucket, Key: &key}); err != nil {
 		return wrap(err, "s3: delete %s", key)
 	}
@@ -360,6 +433,9 @@ func (b *Blob) DeleteObject(ctx context.Context, key string) error {
 func (b *Blob) ListParts(ctx context.Context, key, uploadID string) ([]upload.StoredPart, error) {
 	var parts []upload.StoredPart
 	in := &s3.ListPartsInput{Bucket: &b.cfg.Bucket, Key: &key, UploadId: &uploadID}
+	// One bound for every page: the caller waits for all of them.
+	ctx, cancel := b.bound(ctx, b.cfg.OperationTimeout)
+	defer cancel()
 	for {
 		out, err := b.api.ListParts(ctx, in)
 		if err != nil {
@@ -451,6 +527,8 @@ func presigned(req *v4.PresignedHTTPRequest) upload.PresignedRequest {
 
 // Head returns the object's size; ErrNotFound when it does not exist.
 func (b *Blob) Head(ctx context.Context, key string) (int64, error) {
+	ctx, cancel := b.bound(ctx, b.cfg.OperationTimeout)
+	defer cancel()
 	out, err := b.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.cfg.Bucket, Key: &key})
 	if err != nil {
 		return 0, wrap(err, "s3: head %s", key)
@@ -458,41 +536,16 @@ func (b *Blob) Head(ctx context.Context, key string) (int64, error) {
 	return aws.ToInt64(out.ContentLength), nil
 }
 
-// ReadRange returns up to n bytes of key from offset: fewer when the object
-// ends first, none when offset is at or past its end.
-func (b *Blob) ReadRange(ctx context.Context, key string, offset, n int64) ([]byte, error) {
-	if offset < 0 || n < 0 {
-		return nil, fmt.Errorf("s3: read %s: invalid range offset %d length %d", key, offset, n)
-	}
-	if n == 0 {
-		return []byte{}, nil
-	}
-	out, err := b.api.GetObject(ctx, &s3.GetObjectInput{
-		Bucket: &b.cfg.Bucket,
-		Key:    &key,
-		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+n-1)),
-	})
-	if err != nil {
-		if apiCode(err) == "InvalidRange" {
-			return []byte{}, nil
-		}
-		return nil, wrap(err, "s3: read %s bytes %d+%d", key, offset, n)
-	}
-	defer out.Body.Close()
-	buf, err := io.ReadAll(io.LimitReader(out.Body, n))
-	if err != nil {
-		return nil, wrap(err, "s3: read %s bytes %d+%d", key, offset, n)
-	}
-	return buf, nil
-}
-
 // Open streams the whole object; the caller closes it.
 func (b *Blob) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	// The bound lasts until the body is closed: reading it is the transfer.
+	ctx, cancel := b.bound(ctx, b.cfg.TransferTimeout)
 	out, err := b.api.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.cfg.Bucket, Key: &key})
 	if err != nil {
+		cancel()
 		return nil, wrap(err, "s3: get %s", key)
 	}
-	return out.Body, nil
+	return &boundBody{ReadCloser: out.Body, key: key, cancel: cancel}, nil
 }
 
 // ObjectURL is the object's plain S3 URL: path-style under the Endpoint,

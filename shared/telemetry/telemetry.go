@@ -11,7 +11,6 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -69,35 +68,9 @@ func SetupFrom(ctx context.Context, function string, getenv func(string) string)
 }
 
 func newProvider(ctx context.Context, function string, cfg config, getenv func(string) string) (*sdktrace.TracerProvider, error) {
-	// Every option is given, so that what getenv says wins over the
-	// process environment, which the exporter reads too.
-	timeout := cfg.timeout
-	if timeout == 0 {
-		timeout = defaultExportTimeout
-	}
-	headers := cfg.headers
-	if headers == nil {
-		headers = map[string]string{}
-	}
-	compression, encoding := otlptracehttp.NoCompression, otlptracehttp.EncodingProtobuf
-	if cfg.gzip {
-		compression = otlptracehttp.GzipCompression
-	}
-	if cfg.json {
-		encoding = otlptracehttp.EncodingJSON
-	}
-	exp, err := otlptracehttp.New(ctx,
-		otlptracehttp.WithEndpointURL(cfg.endpoint),
-		otlptracehttp.WithHeaders(headers),
-		otlptracehttp.WithTimeout(timeout),
-		otlptracehttp.WithCompression(compression),
-		otlptracehttp.WithEncoding(encoding),
-		// A retry waits 5 s first, more than any flush may: see
-		// "Considerations".
-		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}),
-	)
+	exp, err := newExporter(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: OTLP exporter: %w", err)
+		return nil, err
 	}
 	res, err := newResource(ctx, function, cfg, getenv)
 	if err != nil {

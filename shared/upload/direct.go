@@ -203,7 +203,8 @@ type inStorage struct {
 }
 
 // inspect asks S3 what it holds for f: the parts of its multipart upload
-// and, when there are none, whether the whole object is there.
+// and, when there are none, whether the whole object is there. A file PUT
+// whole has its unused multipart upload aborted.
 func (s *Service) inspect(ctx context.Context, f *File) (inStorage, error) {
 	parts, err := s.Blob.ListParts(ctx, f.S3Key, f.UploadID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -219,7 +220,11 @@ func (s *Service) inspect(ctx context.Context, f *File) (inStorage, error) {
 	case err != nil:
 		return inStorage{}, err
 	}
-	return inStorage{whole: size == f.Size}, nil
+	if size != f.Size {
+		return inStorage{}, nil
+	}
+	s.abortUnused(ctx, f)
+	return inStorage{whole: true}, nil
 }
 
 // inspectAll inspects, in parallel, the files for which which is true; the
@@ -238,58 +243,63 @@ func (s *Service) inspectAll(ctx context.Context, files []File, which func(*File
 // receiving says whether a file is still waiting for its bytes.
 func receiving(f *File) bool { return f.Status == FilePending || f.Status == FileUploading }
 
-// notCompleted says whether finalize must still complete a file: one that
-// failed an earlier finalize is checked again.
-func notCompleted(f *File) bool { return f.Status != FileCompleted }
+// completeParts are the parts of stored that can complete f's upload, as
+// Parts: those of a size right for their number. A part of the wrong size
+// cannot be completed and must be sent again.
+func completeParts(f *File, partSize int64, stored []StoredPart) []Part {
+	total := TotalParts(f.Size, partSize)
+	parts := make([]Part, 0, len(stored))
+	for _, sp := range stored {
+		if sp.PartNumber <= total && sp.Size == expectedPartSize(f.Size, partSize, sp.PartNumber) {
+			parts = append(parts, Part{FileID: f.ID, PartNumber: sp.PartNumber, ETag: sp.ETag, Size: sp.Size})
+		}
+	}
+	return parts
+}
 
-// record writes what inspect found into tx: a whole file is completed (and
-// its unused multipart upload aborted); parts the database does not know,
-// or knows with another ETag, are recorded, and added to news for Progress
-// once tx commits. Parts of the wrong size for their number are left out:
-// they cannot be completed and must be sent again. It returns the file's
-// parts as S3 holds them.
+// abortUnused aborts the multipart upload of a file that was PUT whole.
+// It is best effort: the bucket's lifecycle rule removes it later.
+func (s *Service) abortUnused(ctx context.Context, f *File) {
+	if err := s.Blob.AbortMultipartUpload(ctx, f.S3Key, f.UploadID); err != nil && !errors.Is(err, ErrNotFound) {
+		slog.WarnContext(ctx, "abort the unused multipart upload of a file uploaded whole",
+			"fileId", f.ID, "err", err)
+	}
+}
+
+// record writes what inspect found into tx: a whole file is completed;
+// parts the database does not know, or knows with another ETag, are
+// recorded, and added to news for Progress once tx commits. It returns
+// the file's parts as S3 holds them (see completeParts). It makes no S3
+// call: inspect aborted a whole file's unused upload.
 func (s *Service) record(ctx context.Context, tx Tx, f *File, partSize int64, found inStorage, recorded []Part, news *[]PartCompleted) ([]Part, error) {
 	if found.whole {
-		if err := s.markCompleted(ctx, tx, f); err != nil {
-			return nil, err
-		}
-		if err := s.Blob.AbortMultipartUpload(ctx, f.S3Key, f.UploadID); err != nil && !errors.Is(err, ErrNotFound) {
-			// The bucket's lifecycle rule removes it later.
-			slog.WarnContext(ctx, "abort the unused multipart upload of a file uploaded whole",
-				"fileId", f.ID, "err", err)
-		}
-		return nil, nil
+		return nil, s.markCompleted(ctx, tx, f)
 	}
 	known := make(map[int]Part, len(recorded))
 	for _, p := range recorded {
 		known[p.PartNumber] = p
 	}
+	stored := completeParts(f, partSize, found.parts)
 	total := TotalParts(f.Size, partSize)
-	valid := func(sp StoredPart) bool {
-		return sp.PartNumber <= total && sp.Size == expectedPartSize(f.Size, partSize, sp.PartNumber)
-	}
 	// Progress counts distinct parts: those already recorded, then each
 	// new part number as it is recorded.
 	completed := 0
-	for _, sp := range found.parts {
-		if _, ok := known[sp.PartNumber]; ok && valid(sp) {
+	for _, sp := range stored {
+		if _, ok := known[sp.PartNumber]; ok {
 			completed++
 		}
 	}
 	now := s.now()
-	parts := make([]Part, 0, len(found.parts))
-	for _, sp := range found.parts {
-		if !valid(sp) {
-			continue
-		}
+	parts := make([]Part, 0, len(stored))
+	var changed []Part
+	for _, sp := range stored {
 		p, ok := known[sp.PartNumber]
 		if !ok || trimQuotes(p.ETag) != sp.ETag || p.Size != sp.Size {
 			// Sent straight to S3, or replaced there since: the MD5 of
 			// its bytes is not known.
-			p = Part{FileID: f.ID, PartNumber: sp.PartNumber, ETag: sp.ETag, Size: sp.Size, CreatedAt: now, UpdatedAt: now}
-			if err := tx.UpsertPart(ctx, &p); err != nil {
-				return nil, err
-			}
+			p = sp
+			p.CreatedAt, p.UpdatedAt = now, now
+			changed = append(changed, p)
 			if !ok {
 				completed++
 			}
@@ -297,6 +307,9 @@ func (s *Service) record(ctx context.Context, tx Tx, f *File, partSize int64, fo
 				ETag: p.ETag, TotalParts: total, CompletedParts: completed})
 		}
 		parts = append(parts, p)
+	}
+	if err := tx.UpsertParts(ctx, changed); err != nil {
+		return nil, err
 	}
 	if len(parts) > 0 && f.Status == FilePending {
 		f.Status, f.UpdatedAt = FileUploading, now

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
 	"sort"
 )
@@ -159,38 +160,53 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 		}
 	}
 
-	sum := md5.New()
-	etag, err := s.Blob.UploadPart(ctx, file.S3Key, file.UploadID, partNumber, io.TeeReader(body, sum), size, contentMD5)
-	if err == nil && contentMD5 != "" && base64.StdEncoding.EncodeToString(sum.Sum(nil)) != contentMD5 {
-		// A store that ignores Content-MD5 took the part; it is not
-		// recorded, so complete cannot use it until it is re-uploaded.
-		err = ErrBadDigest
+	// The part is hashed only to check a Content-MD5 the client sent (S3
+	// checks it too; this catches a store that does not). Without one no
+	// MD5 is recorded, as for parts PUT to presigned URLs: nothing reads
+	// it (finalize hashes the stored object against declared checksums),
+	// and hashing every part cost a third of the proxied path's CPU.
+	var sum hash.Hash
+	if contentMD5 != "" {
+		sum = md5.New()
+		body = io.TeeReader(body, sum)
+	}
+	etag, err := s.Blob.UploadPart(ctx, file.S3Key, file.UploadID, partNumber, body, size, contentMD5)
+	partMD5 := ""
+	if err == nil && sum != nil {
+		digest := sum.Sum(nil)
+		if base64.StdEncoding.EncodeToString(digest) != contentMD5 {
+			// A store that ignores Content-MD5 took the part; it is not
+			// recorded, so complete cannot use it until it is re-uploaded.
+			err = ErrBadDigest
+		}
+		partMD5 = hex.EncodeToString(digest)
 	}
 	switch {
 	case errors.Is(err, ErrBadDigest):
 		return nil, Errorf(CodeChecksumMismatch, "part bytes do not match Content-MD5")
-	case errors.Is(err, ErrNotFound):
-		// The multipart upload is gone: completed or aborted meanwhile.
-		return nil, Errorf(CodeFileAlreadyCompleted, "file is no longer accepting parts")
 	case err != nil:
-		return nil, storageError("upload part", err)
+		return nil, s.partRefused(ctx, userID, sessionID, fileID, err)
 	}
 
 	var res PartResult
 	err = s.Store.InTx(ctx, func(tx Tx) error {
-		if _, err := getSession(ctx, tx, userID, sessionID, true); err != nil {
+		// The part streamed without a lock: under the session's lock, check
+		// again that the session still takes writes and the file parts, so
+		// that nothing is recorded after an abort, a finalize or an expiry.
+		// This refusal is the final answer: a retry gets the same.
+		if _, err := s.sessionForWrite(ctx, tx, userID, sessionID, true); err != nil {
 			return err
 		}
 		f, err := getFile(ctx, tx, sessionID, fileID, true)
 		if err != nil {
 			return err
 		}
-		if f.Status == FileCompleted {
-			return Errorf(CodeFileAlreadyCompleted, "file is already completed")
+		if err := acceptsParts(f); err != nil {
+			return err
 		}
 		now := s.now()
 		p := Part{FileID: fileID, PartNumber: partNumber, ETag: etag, Size: size,
-			MD5: hex.EncodeToString(sum.Sum(nil)), CreatedAt: now, UpdatedAt: now}
+			MD5: partMD5, CreatedAt: now, UpdatedAt: now}
 		if err := tx.UpsertPart(ctx, &p); err != nil {
 			return err
 		}
@@ -220,10 +236,47 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 // there, however the parts arrived (S3 tells); a file PUT whole to its
 // uploadUrl is completed as it is. When parts is not nil it must name
 // exactly the parts S3 holds. Completing a completed file returns it again.
+//
+// No transaction is open while S3 is asked: the file is read, S3 is asked
+// and the upload completed, then a second transaction records the result
+// under the session's lock, unless the session stopped accepting writes
+// meanwhile.
 func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID string, parts []CompletedPart) (*File, error) {
+	var sess *Session
 	var file *File
+	err := s.Store.InTx(ctx, func(tx Tx) (err error) {
+		if sess, err = getSession(ctx, tx, userID, sessionID, false); err != nil {
+			return err
+		}
+		if file, err = getFile(ctx, tx, sessionID, fileID, false); err != nil || file.Status == FileCompleted {
+			return err
+		}
+		return s.checkWritable(sess)
+	})
+	if err != nil || file.Status == FileCompleted {
+		return file, err
+	}
+	found, err := s.inspect(ctx, file)
+	if err != nil {
+		return nil, storageError("inspect file", err)
+	}
+	if !found.whole {
+		stored := completeParts(file, sess.PartSizeBytes, found.parts)
+		if missing := missingParts(stored, TotalParts(file.Size, sess.PartSizeBytes)); len(missing) > 0 {
+			return nil, (&Error{Code: CodeIncompleteUpload, Message: "some parts have not been uploaded"}).
+				WithDetails(map[string]any{"missingParts": missing})
+		}
+		if parts != nil {
+			if err := matchParts(parts, stored); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.completeInStorage(ctx, file, stored); err != nil {
+			return nil, err
+		}
+	}
 	var news []PartCompleted
-	err := s.Store.InTx(ctx, func(tx Tx) error {
+	err = s.Store.InTx(ctx, func(tx Tx) error {
 		news = nil
 		sess, err := getSession(ctx, tx, userID, sessionID, true)
 		if err != nil {
@@ -233,9 +286,8 @@ func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID st
 		if err != nil {
 			return err
 		}
-		if f.Status == FileCompleted {
-			file = f
-			return nil
+		if file = f; f.Status == FileCompleted {
+			return nil // completed meanwhile (a concurrent complete or finalize)
 		}
 		if err := s.checkWritable(sess); err != nil {
 			return err
@@ -244,50 +296,21 @@ func (s *Service) CompleteFile(ctx context.Context, userID, sessionID, fileID st
 		if err != nil {
 			return err
 		}
-		found, err := s.inspect(ctx, f)
-		if err != nil {
-			return storageError("inspect file", err)
-		}
-		if recorded, err = s.record(ctx, tx, f, sess.PartSizeBytes, found, recorded, &news); err != nil {
+		if _, err := s.record(ctx, tx, f, sess.PartSizeBytes, found, recorded, &news); err != nil || found.whole {
 			return err
 		}
-		if found.whole {
-			file = f
-			return nil
-		}
-		if missing := missingParts(recorded, TotalParts(f.Size, sess.PartSizeBytes)); len(missing) > 0 {
-			return (&Error{Code: CodeIncompleteUpload, Message: "some parts have not been uploaded"}).
-				WithDetails(map[string]any{"missingParts": missing})
-		}
-		if parts != nil {
-			if err := matchParts(parts, recorded); err != nil {
-				return err
-			}
-		}
-		if err := s.completeUpload(ctx, tx, f, recorded); err != nil {
-			return err
-		}
-		file = f
-		return nil
+		return s.markCompleted(ctx, tx, f)
 	})
-	if err == nil {
-		s.announce(ctx, news)
+	if err != nil {
+		return nil, err
 	}
-	return file, err
-}
-
-// completeUpload completes f's multipart upload in S3 and marks it
-// completed.
-func (s *Service) completeUpload(ctx context.Context, tx Tx, f *File, parts []Part) error {
-	if err := s.completeInStorage(ctx, f, parts); err != nil {
-		return err
-	}
-	return s.markCompleted(ctx, tx, f)
+	s.announce(ctx, news)
+	return file, nil
 }
 
 // completeInStorage completes f's multipart upload in S3. When S3 no
 // longer knows the upload but has the object (a crash after an earlier
-// complete), the object is taken as it is.
+// complete, or a concurrent complete), the object is taken as it is.
 func (s *Service) completeInStorage(ctx context.Context, f *File, parts []Part) error {
 	cps := make([]CompletedPart, len(parts))
 	for i, p := range parts {
@@ -300,16 +323,26 @@ func (s *Service) completeInStorage(ctx context.Context, f *File, parts []Part) 
 		}
 	}
 	if err != nil {
-		return storageError("complete multipart upload", err)
+		err = storageError("complete multipart upload", err)
+		if e, ok := AsError(err); ok && e.Code == CodeInvalidPart {
+			// Finalize completes many files: say which.
+			e.Details["fileId"] = f.ID
+		}
+		return err
 	}
 	return nil
 }
 
 func (s *Service) markCompleted(ctx context.Context, tx Tx, f *File) error {
+	s.setCompleted(f)
+	return tx.UpdateFile(ctx, f)
+}
+
+// setCompleted sets what a completed file has; the caller writes it.
+func (s *Service) setCompleted(f *File) {
 	f.Status = FileCompleted
 	f.FileURL = s.Blob.ObjectURL(f.S3Key)
 	f.UpdatedAt = s.now()
-	return tx.UpdateFile(ctx, f)
 }
 
 func missingParts(parts []Part, total int) []int {

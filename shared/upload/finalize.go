@@ -1,7 +1,6 @@
 package upload
 
 import (
-	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -10,8 +9,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -24,7 +25,9 @@ type FinalizeRequest struct {
 	Theme       *string
 }
 
-// Check applies the field rules (422).
+// Check applies the field rules (422). Every text must be storable
+// (CheckText: valid UTF-8, no NUL) before its length is checked, and all
+// of this before any row is locked or any S3 call is made.
 func (r *FinalizeRequest) Check(validID func(string) bool) error {
 	errs := map[string]string{}
 	switch {
@@ -33,22 +36,25 @@ func (r *FinalizeRequest) Check(validID func(string) bool) error {
 	case !validID(r.SessionID):
 		errs["uploadSessionId"] = "must be a UUID"
 	}
-	if n := utf8.RuneCountInString(strings.TrimSpace(r.Title)); n < 1 || n > 200 {
-		errs["title"] = "must be 1-200 characters"
+	text := func(field, s string, minRunes, maxRunes int, rule string) {
+		if msg := CheckText(s); msg != "" {
+			errs[field] = msg
+		} else if n := utf8.RuneCountInString(s); n < minRunes || n > maxRunes {
+			errs[field] = rule
+		}
 	}
-	if r.Description != nil && utf8.RuneCountInString(*r.Description) > 5000 {
-		errs["description"] = "must be at most 5000 characters"
+	text("title", strings.TrimSpace(r.Title), 1, 200, "must be 1-200 characters")
+	if r.Description != nil {
+		text("description", *r.Description, 0, 5000, "must be at most 5000 characters")
 	}
 	if len(r.Tags) > 20 {
 		errs["tags"] = "must be at most 20 tags"
 	}
 	for i, t := range r.Tags {
-		if n := utf8.RuneCountInString(t); n < 1 || n > 50 {
-			errs[fmt.Sprintf("tags[%d]", i)] = "must be 1-50 characters"
-		}
+		text(fmt.Sprintf("tags[%d]", i), t, 1, 50, "must be 1-50 characters")
 	}
-	if r.Theme != nil && utf8.RuneCountInString(*r.Theme) > 100 {
-		errs["theme"] = "must be at most 100 characters"
+	if r.Theme != nil {
+		text("theme", *r.Theme, 0, 100, "must be at most 100 characters")
 	}
 	if len(errs) > 0 {
 		return ValidationError(errs)
@@ -56,14 +62,14 @@ func (r *FinalizeRequest) Check(validID func(string) bool) error {
 	return nil
 }
 
-// Reasons a file fails finalize validation.
+// Reasons a file fails finalize validation. A file whose bytes have not
+// all arrived is missing: the old web client shows only these reasons.
 const (
 	ReasonMissing    = "missing"
 	ReasonSize       = "size"
 	ReasonType       = "type"
 	ReasonMagicBytes = "magic-bytes"
 	ReasonChecksum   = "checksum"
-	ReasonIncomplete = "incomplete"
 )
 
 // FileFailure says why one file failed validation.
@@ -74,18 +80,38 @@ type FileFailure struct {
 	Message  string `json:"message"`
 }
 
-// Finalize turns a session into a MOC: it completes files whose parts are
-// all there, validates every file in parallel, and creates the MOC and its
-// files and marks the session completed in one transaction. The session row
-// stays locked throughout, so a concurrent or repeated finalize waits and
-// then gets the MOC this one made, with resumed set.
+// DefaultFinalizeConcurrency bounds the files one finalize checks at once:
+// every file of a session of ordinary size at once, and a bound on the S3
+// connections one finalize opens.
+const DefaultFinalizeConcurrency = 32
+
+// maxFinalizeAttempts bounds how often finalize starts over when the
+// session changed while its files were being checked.
+const maxFinalizeAttempts = 3
+
+// errFilesChanged: the session's files changed between finalize's read
+// and its commit; finalize starts over.
+var errFilesChanged = errors.New("the session changed while it was being finalized")
+
+// Finalize turns a session into a MOC in three steps, so that no database
+// transaction (and no pooled connection) waits on S3:
 //
-// The same transaction writes the work that follows (the thumbnail, the
-// webhook) to the outbox; once it committed, that work is handed to
-// FollowUps, which neither fails nor holds up the finalize.
+//  1. validate.session, a short transaction: the session can become a MOC
+//     of this title, and which files it has; a session that already has a
+//     MOC (a repeated or concurrent finalize) returns it, resumed.
+//  2. validate.files, no transaction: every file at once (up to
+//     FinalizeConcurrency) asks S3 what it holds, completes its multipart
+//     upload when all parts are there, and is checked (one ranged GET for
+//     size and magic bytes; the whole object when checksums were declared).
+//  3. a short transaction that locks the session, checks it did not change
+//     meanwhile (else finalize starts over), records what S3 told, and
+//     creates the MOC (create.moc, create.files), the work that follows in
+//     the outbox, and marks the session completed. A finalize that lost a
+//     race finds the winner's MOC here and returns it, resumed.
 //
-// It is traced as the span moc.upload.finalize and its children (see
-// trace.go).
+// Once the MOC committed, the outbox's work is handed to FollowUps, which
+// neither fails nor holds up the finalize. It is traced as the span
+// moc.upload.finalize and its children (see trace.go).
 func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeRequest) (moc *Moc, resumed bool, err error) {
 	ctx, span := startSpan(ctx, spanFinalize, attrSessionID.String(req.SessionID), attrUserID.String(userID))
 	defer func() {
@@ -95,53 +121,26 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		endSpan(span, err)
 	}()
 	req.Title = strings.TrimSpace(req.Title)
-	var refused error
-	var news []PartCompleted
-	var work []FollowUp
-	err = s.Store.InTx(ctx, func(tx Tx) error {
-		news, work = nil, nil
-		sess, files, existing, err := s.finalizable(ctx, tx, userID, req)
-		if err != nil || existing != nil {
-			moc, resumed = existing, existing != nil
-			return err
+	var run *finalizeRun
+	for attempt := 1; ; attempt++ {
+		run = &finalizeRun{s: s, userID: userID, req: req}
+		err = run.do(ctx)
+		if !errors.Is(err, errFilesChanged) || attempt == maxFinalizeAttempts {
+			break
 		}
-		span.SetAttributes(filesAttrs(files)...)
-		incomplete, err := s.completeAll(ctx, tx, sess, files, &news)
-		if err != nil {
-			return err
-		}
-		bad, err := s.validateFiles(ctx, files, incomplete)
-		if err != nil {
-			return err
-		}
-		if failures := append(incomplete, bad...); len(failures) > 0 {
-			// Keep what finalize learnt: the uploads it completed stay
-			// completed, and files that failed a check are marked failed,
-			// so the client sees them in the session and can replace each
-			// by registering its name again.
-			refused = validationFailed(files, failures)
-			return s.markFailed(ctx, tx, files, bad)
-		}
-		if moc, err = s.insertMoc(ctx, tx, sess, files, req); err != nil {
-			return err
-		}
-		// The work that follows goes into the outbox with the MOC: both
-		// commit, or neither. ctx is the finalize's span: the adapter may
-		// keep its trace context with the work.
-		if work = s.followUps(moc); len(work) > 0 {
-			if err := tx.InsertOutbox(ctx, work); err != nil {
-				return err
-			}
-		}
-		now := s.now()
-		sess.Status, sess.FinalizedAt, sess.MocID, sess.UpdatedAt = SessionCompleted, &now, &moc.ID, now
-		return tx.UpdateSession(ctx, sess)
-	})
-	if err == nil {
-		s.announce(ctx, news)
 	}
-	if err == nil && refused != nil {
-		return nil, false, refused
+	if run.files != nil {
+		span.SetAttributes(filesAttrs(run.files)...)
+	}
+	if errors.Is(err, errFilesChanged) {
+		return nil, false, (&Error{Code: CodeConflict, Message: "the session kept changing while it was being finalized; finalize again"}).
+			WithDetails(map[string]any{"retryable": true})
+	}
+	if err == nil {
+		s.announce(ctx, run.news)
+	}
+	if err == nil && run.refused != nil {
+		return nil, false, run.refused
 	}
 	if errors.Is(err, ErrConflict) {
 		// Another session of this user took the title or slug between our
@@ -153,62 +152,183 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 	}
 	// A repeat finds the work its first run recorded already started, or
 	// left to the sweeper; it starts nothing again.
-	if !resumed && len(work) > 0 && s.FollowUps != nil {
-		s.FollowUps.Dispatch(ctx, work)
+	if !run.resumed && len(run.work) > 0 && s.FollowUps != nil {
+		s.FollowUps.Dispatch(ctx, run.work)
 	}
-	if !resumed && s.Progress != nil {
-		s.Progress.SessionFinalized(ctx, SessionFinalized{SessionID: moc.UploadSessionID, MocID: moc.ID})
+	if !run.resumed && s.Progress != nil {
+		s.Progress.SessionFinalized(ctx, SessionFinalized{SessionID: run.moc.UploadSessionID, MocID: run.moc.ID})
 	}
-	return moc, resumed, nil
+	return run.moc, run.resumed, nil
 }
 
-// finalizable is finalize's first step (span validate.session): it locks
-// and reads the session and its files, and checks that the session can
-// become a MOC of this title. When the session already has a MOC (a
-// repeated or concurrent finalize), it returns that MOC and no files.
-func (s *Service) finalizable(ctx context.Context, tx Tx, userID string, req FinalizeRequest) (sess *Session, files []File, existing *Moc, err error) {
+// finalizeRun is one attempt of Finalize.
+type finalizeRun struct {
+	s      *Service
+	userID string
+	req    FinalizeRequest
+
+	sess   *Session
+	files  []File      // as read by step 1
+	checks []fileCheck // by index in files, from step 2
+
+	moc     *Moc
+	resumed bool
+	refused error // files failed validation: what the client is told
+	news    []PartCompleted
+	work    []FollowUp
+}
+
+// fileCheck is what step 2 learnt about one file.
+type fileCheck struct {
+	// found is what S3 held of a file that was not completed at step 1.
+	found inStorage
+	// completed: this run completed the file's multipart upload in S3.
+	completed bool
+	// failure says why the file cannot be part of the MOC.
+	failure *FileFailure
+}
+
+func (r *finalizeRun) do(ctx context.Context) error {
+	s := r.s
+	if err := s.Store.InTx(ctx, func(tx Tx) error { return r.read(ctx, tx) }); err != nil || r.moc != nil {
+		r.resumed = r.moc != nil
+		return err
+	}
+	if err := r.checkFiles(ctx); err != nil {
+		return err
+	}
+	return s.Store.InTx(ctx, func(tx Tx) error {
+		r.news, r.work, r.refused = nil, nil, nil
+		return r.commit(ctx, tx)
+	})
+}
+
+// read is step 1 (span validate.session): it reads the session and its
+// files and checks that the session can become a MOC of this title. When
+// the session already has a MOC, it sets r.moc and reads no files.
+func (r *finalizeRun) read(ctx context.Context, tx Tx) (err error) {
+	s := r.s
 	ctx, span := startSpan(ctx, spanValidateSession)
 	defer func() { endSpan(span, err) }()
-	if sess, err = getSession(ctx, tx, userID, req.SessionID, true); err != nil {
-		return nil, nil, nil, err
+	sess, err := getSession(ctx, tx, r.userID, r.req.SessionID, false)
+	if err != nil {
+		return err
 	}
 	span.SetAttributes(attrSessionStatus.String(string(sess.StatusAt(s.now()))))
-	if existing, err = s.existingMoc(ctx, tx, sess); err != nil || existing != nil {
-		span.SetAttributes(attrResumed.Bool(existing != nil))
-		return nil, nil, existing, err
+	if r.moc, err = s.existingMoc(ctx, tx, sess); err != nil || r.moc != nil {
+		span.SetAttributes(attrResumed.Bool(r.moc != nil))
+		return err
 	}
 	if err := s.checkWritable(sess); err != nil {
-		return nil, nil, nil, err
+		return err
 	}
-	if files, err = tx.ListFiles(ctx, sess.ID); err != nil {
-		return nil, nil, nil, err
+	files, err := tx.ListFiles(ctx, sess.ID)
+	if err != nil {
+		return err
 	}
 	if !hasInstruction(files) {
-		return nil, nil, nil, Errorf(CodeBadRequest, "the session has no instruction file")
+		return Errorf(CodeBadRequest, "the session has no instruction file")
 	}
-	if taken, err := tx.MocTitleExists(ctx, userID, req.Title); err != nil {
-		return nil, nil, nil, err
+	if taken, err := tx.MocTitleExists(ctx, r.userID, r.req.Title); err != nil {
+		return err
 	} else if taken {
-		return nil, nil, nil, s.titleConflict(ctx, tx, userID, req.Title)
+		return s.titleConflict(ctx, tx, r.userID, r.req.Title)
 	}
-	return sess, files, nil, nil
+	r.sess, r.files = sess, files
+	return nil
 }
 
-// markFailed sets the status of the files that failed a check to failed.
-func (s *Service) markFailed(ctx context.Context, tx Tx, files []File, failures []FileFailure) error {
-	failed := make(map[string]bool, len(failures))
-	for _, f := range failures {
-		failed[f.FileID] = true
+// commit is step 3: under the session's lock it records what step 2
+// learnt and creates the MOC, or finds the MOC a concurrent finalize made.
+func (r *finalizeRun) commit(ctx context.Context, tx Tx) error {
+	s := r.s
+	sess, err := getSession(ctx, tx, r.userID, r.req.SessionID, true)
+	if err != nil {
+		return err
 	}
+	if r.moc, err = s.existingMoc(ctx, tx, sess); err != nil || r.moc != nil {
+		r.resumed = r.moc != nil
+		return err
+	}
+	if err := s.checkWritable(sess); err != nil {
+		return err
+	}
+	files, err := tx.ListFiles(ctx, sess.ID)
+	if err != nil {
+		return err
+	}
+	if !sameFiles(r.files, files) {
+		return errFilesChanged
+	}
+	recorded, err := tx.ListSessionParts(ctx, sess.ID)
+	if err != nil {
+		return err
+	}
+	// Keep what finalize learnt, even when it refuses the session: the
+	// parts S3 holds are recorded, the uploads it completed stay
+	// completed, and files that failed a check are marked failed, so the
+	// client sees them in the session and can replace each by registering
+	// its name again. The files' new statuses are written in one call.
+	var missing, bad []FileFailure
+	var changed []File
 	for i := range files {
-		if f := &files[i]; failed[f.ID] {
-			f.Status, f.UpdatedAt = FileFailed, s.now()
-			if err := tx.UpdateFile(ctx, f); err != nil {
+		f, c := &files[i], r.checks[i]
+		if f.Status != FileCompleted && len(c.found.parts) > 0 {
+			if _, err := s.record(ctx, tx, f, sess.PartSizeBytes, c.found, recorded[f.ID], &r.news); err != nil {
 				return err
 			}
 		}
+		status := f.Status
+		if c.completed || c.found.whole {
+			s.setCompleted(f)
+		}
+		switch {
+		case c.failure == nil:
+		case c.failure.Reason == ReasonMissing:
+			missing = append(missing, *c.failure)
+		default:
+			bad = append(bad, *c.failure)
+			f.Status, f.UpdatedAt = FileFailed, s.now()
+		}
+		if f.Status != status {
+			changed = append(changed, *f)
+		}
 	}
-	return nil
+	if err := tx.UpdateFileStatuses(ctx, sess.ID, changed); err != nil {
+		return err
+	}
+	if failures := append(missing, bad...); len(failures) > 0 {
+		r.refused = validationFailed(files, failures)
+		return nil
+	}
+	if r.moc, err = s.insertMoc(ctx, tx, sess, files, r.req); err != nil {
+		return err
+	}
+	// The work that follows goes into the outbox with the MOC: both
+	// commit, or neither. ctx is the finalize's span: the adapter may keep
+	// its trace context with the work.
+	if r.work = s.followUps(r.moc); len(r.work) > 0 {
+		if err := tx.InsertOutbox(ctx, r.work); err != nil {
+			return err
+		}
+	}
+	now := s.now()
+	sess.Status, sess.FinalizedAt, sess.MocID, sess.UpdatedAt = SessionCompleted, &now, &r.moc.ID, now
+	return tx.UpdateSession(ctx, sess)
+}
+
+// sameFiles says whether the session's files are as step 1 read them: the
+// same files, none changed since.
+func sameFiles(read, now []File) bool {
+	if len(read) != len(now) {
+		return false
+	}
+	for i := range read {
+		if read[i].ID != now[i].ID || read[i].Status != now[i].Status || !read[i].UpdatedAt.Equal(now[i].UpdatedAt) {
+			return false
+		}
+	}
+	return true
 }
 
 // existingMoc returns the MOC a session already has, mending the session
@@ -275,64 +395,17 @@ func (s *Service) availableSlug(ctx context.Context, tx Tx, userID, title string
 	}
 }
 
-// completeAll completes, in parallel, every file whose parts are all
-// uploaded, takes files PUT whole as they are, and reports the ones that
-// are not complete. S3 says what arrived. Span complete.files.
-func (s *Service) completeAll(ctx context.Context, tx Tx, sess *Session, files []File, news *[]PartCompleted) (_ []FileFailure, err error) {
-	ctx, span := startSpan(ctx, spanCompleteFiles)
-	defer func() { endSpan(span, err) }()
-	found, err := s.inspectAll(ctx, files, notCompleted)
-	if err != nil {
-		return nil, storageError("inspect files", err)
+// finalizeConcurrency is how many files finalize checks at once.
+func (s *Service) finalizeConcurrency() int {
+	if s.FinalizeConcurrency > 0 {
+		return s.FinalizeConcurrency
 	}
-	var failures []FileFailure
-	var todo []*File
-	whole := 0
-	parts := map[string][]Part{}
-	for i := range files {
-		f := &files[i]
-		if f.Status == FileCompleted {
-			continue
-		}
-		recorded, err := tx.ListParts(ctx, f.ID)
-		if err != nil {
-			return nil, err
-		}
-		ps, err := s.record(ctx, tx, f, sess.PartSizeBytes, found[i], recorded, news)
-		if err != nil {
-			return nil, err
-		}
-		if found[i].whole {
-			whole++
-			continue
-		}
-		total := TotalParts(f.Size, sess.PartSizeBytes)
-		if missing := missingParts(ps, total); len(missing) > 0 {
-			failures = append(failures, FileFailure{FileID: f.ID, Filename: f.Name, Reason: ReasonIncomplete,
-				Message: fmt.Sprintf("%d of %d parts are missing", len(missing), total)})
-			continue
-		}
-		todo = append(todo, f)
-		parts[f.ID] = ps
-	}
-	errs := make([]error, len(todo))
-	s.parallel(len(todo), func(i int) { errs[i] = s.completeInStorage(ctx, todo[i], parts[todo[i].ID]) })
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	// The transaction is one connection: its writes stay sequential.
-	for _, f := range todo {
-		if err := s.markCompleted(ctx, tx, f); err != nil {
-			return nil, err
-		}
-	}
-	span.SetAttributes(attrCompleted.Int(whole+len(todo)), attrIncomplete.Int(len(failures)))
-	return failures, nil
+	return DefaultFinalizeConcurrency
 }
 
 // parallel runs fn(0) … fn(n-1), at most FinalizeConcurrency at a time.
 func (s *Service) parallel(n int, fn func(i int)) {
-	sem := make(chan struct{}, max(s.FinalizeConcurrency, 1))
+	sem := make(chan struct{}, s.finalizeConcurrency())
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
@@ -345,73 +418,100 @@ func (s *Service) parallel(n int, fn func(i int)) {
 	wg.Wait()
 }
 
-// validateFiles checks every completed file against S3, at most
-// FinalizeConcurrency at a time, and returns the files that failed a
-// check; storage that cannot be read is an error, because finalize must
-// not create a MOC it could not check. incomplete are the files
-// completeAll could not complete: they are not checked, and not returned
-// again. Span validate.files, with a validate.file per file.
-func (s *Service) validateFiles(ctx context.Context, files []File, incomplete []FileFailure) (_ []FileFailure, err error) {
-	ctx, span := startSpan(ctx, spanValidateFiles, attrFileCount.Int(len(files)))
+// checkFiles is step 2 (span validate.files, a validate.file per file):
+// each file, in parallel, is completed when its parts are all in S3 and
+// checked against what S3 holds. Storage that cannot be read is an error,
+// because finalize must not create a MOC it could not check. No
+// transaction is open.
+func (r *finalizeRun) checkFiles(ctx context.Context) (err error) {
+	s := r.s
+	ctx, span := startSpan(ctx, spanValidateFiles, attrFileCount.Int(len(r.files)))
 	defer func() { endSpan(span, err) }()
-	known := make(map[string]*FileFailure, len(incomplete))
-	for i := range incomplete {
-		known[incomplete[i].FileID] = &incomplete[i]
-	}
-	results := make([]*FileFailure, len(files))
-	errs := make([]error, len(files))
-	s.parallel(len(files), func(i int) {
-		results[i], errs[i] = s.checkFile(ctx, &files[i], known[files[i].ID])
+	start := time.Now()
+	r.checks = make([]fileCheck, len(r.files))
+	errs := make([]error, len(r.files))
+	s.parallel(len(r.files), func(i int) {
+		r.checks[i], errs[i] = s.checkFile(ctx, &r.files[i], r.sess.PartSizeBytes)
 	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, storageError("validate files", err)
+	mode := "parallel"
+	if s.finalizeConcurrency() == 1 {
+		mode = "sequential"
 	}
-	var failures []FileFailure
-	for _, r := range results {
-		if r != nil {
-			failures = append(failures, *r)
+	completed, missing, failed := 0, 0, 0
+	for _, c := range r.checks {
+		switch {
+		case c.failure != nil && c.failure.Reason == ReasonMissing:
+			missing++
+		case c.failure != nil:
+			failed++
+		}
+		if c.completed || c.found.whole {
+			completed++
 		}
 	}
-	span.SetAttributes(attrFailed.Int(len(failures) + len(incomplete)))
-	return failures, nil
+	span.SetAttributes(attrCompleted.Int(completed), attrIncomplete.Int(missing), attrFailed.Int(missing+failed))
+	slog.InfoContext(ctx, "finalize checked the session's files", "sessionId", r.sess.ID,
+		"fileCount", len(r.files), "mode", mode, "concurrency", s.finalizeConcurrency(),
+		"durationMs", float64(time.Since(start).Microseconds())/1000, "failed", missing+failed)
+	if err := errors.Join(errs...); err != nil {
+		return storageError("validate files", err)
+	}
+	return nil
 }
 
-// checkFile is one file's span validate.file: it validates a completed
-// file, or says why an incomplete one was not.
-func (s *Service) checkFile(ctx context.Context, f *File, incomplete *FileFailure) (failure *FileFailure, err error) {
+// checkFile is one file's span validate.file. A file not completed yet is
+// first looked up in S3: its parts (ListParts), or, when there are none,
+// the object PUT whole. A multipart upload whose parts are all there is
+// completed with the parts S3 holds. Then the object is checked: it
+// exists, has the declared size, starts with its type's magic bytes (one
+// ranged GET answers all three), and matches its declared checksums.
+func (s *Service) checkFile(ctx context.Context, f *File, partSize int64) (c fileCheck, err error) {
 	ctx, span := startSpan(ctx, spanValidateFile, fileAttrs(f)...)
 	defer func() {
-		if failed := cmp.Or(failure, incomplete); failed != nil {
-			failFileSpan(span, failed)
+		if c.failure != nil {
+			failFileSpan(span, c.failure)
 		}
 		endSpan(span, err)
 	}()
-	if incomplete != nil || f.Status != FileCompleted {
-		return nil, nil
+	fail := func(reason, format string, args ...any) (fileCheck, error) {
+		c.failure = &FileFailure{FileID: f.ID, Filename: f.Name, Reason: reason, Message: fmt.Sprintf(format, args...)}
+		return c, nil
 	}
-	return s.validateFile(ctx, f)
-}
-
-// validateFile checks one stored file: it exists, has the declared size,
-// starts with its type's magic bytes, and matches its declared checksums.
-// It returns nil, nil when the file is good.
-func (s *Service) validateFile(ctx context.Context, f *File) (*FileFailure, error) {
-	fail := func(reason, format string, args ...any) (*FileFailure, error) {
-		return &FileFailure{FileID: f.ID, Filename: f.Name, Reason: reason, Message: fmt.Sprintf(format, args...)}, nil
+	if f.Status != FileCompleted {
+		stored, err := s.Blob.ListParts(ctx, f.S3Key, f.UploadID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return c, err
+		}
+		if len(stored) > 0 {
+			c.found.parts = stored
+			total := TotalParts(f.Size, partSize)
+			parts := completeParts(f, partSize, stored)
+			if missing := missingParts(parts, total); len(missing) > 0 {
+				return fail(ReasonMissing, "%d of %d parts are missing", len(missing), total)
+			}
+			if err := s.completeInStorage(ctx, f, parts); err != nil {
+				return c, err
+			}
+			c.completed = true
+		}
 	}
-	size, err := s.Blob.Head(ctx, f.S3Key)
-	if errors.Is(err, ErrNotFound) {
+	head, size, err := s.Blob.ReadHead(ctx, f.S3Key, MagicBytesLen)
+	switch {
+	case errors.Is(err, ErrNotFound) && f.Status == FileCompleted:
 		return fail(ReasonMissing, "file is not in storage")
+	case errors.Is(err, ErrNotFound):
+		return fail(ReasonMissing, "file has not been uploaded")
+	case err != nil:
+		return c, err
 	}
-	if err != nil {
-		return nil, err
+	if f.Status != FileCompleted && !c.completed && size == f.Size {
+		// PUT whole to its uploadUrl: the multipart upload made for its
+		// parts is not needed.
+		c.found.whole = true
+		s.abortUnused(ctx, f)
 	}
 	if size != f.Size {
 		return fail(ReasonSize, "stored size %d differs from declared size %d", size, f.Size)
-	}
-	head, err := s.Blob.ReadRange(ctx, f.S3Key, 0, MagicBytesLen)
-	if err != nil {
-		return nil, err
 	}
 	if !MatchesType(f.MimeType, head, int64(len(head)) == f.Size) {
 		return fail(ReasonMagicBytes, "content does not look like %s", f.MimeType)
@@ -419,13 +519,13 @@ func (s *Service) validateFile(ctx context.Context, f *File) (*FileFailure, erro
 	if sums := f.Metadata.Checksums; sums != nil {
 		msg, err := s.checkSums(ctx, f.S3Key, sums)
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		if msg != "" {
 			return fail(ReasonChecksum, "%s", msg)
 		}
 	}
-	return nil, nil
+	return c, nil
 }
 
 // checkSums hashes the stored object and says which declared checksum it
@@ -481,13 +581,13 @@ func sortFailures(failures []FileFailure, order map[string]int) {
 	}
 }
 
-// insertMoc creates the MOC row and its files. Instruction files come
-// first, then parts lists, then images, each in registration order. Span
-// create.moc.
+// insertMoc creates the MOC row (span create.moc) and its files' rows
+// (span create.files). Instruction files come first, then parts lists,
+// then images, each in registration order.
 func (s *Service) insertMoc(ctx context.Context, tx Tx, sess *Session, files []File, req FinalizeRequest) (_ *Moc, err error) {
-	ctx, span := startSpan(ctx, spanCreateMoc)
+	mocCtx, span := startSpan(ctx, spanCreateMoc)
 	defer func() { endSpan(span, err) }()
-	slug, err := s.availableSlug(ctx, tx, sess.UserID, req.Title)
+	slug, err := s.availableSlug(mocCtx, tx, sess.UserID, req.Title)
 	if err != nil {
 		return nil, err
 	}
@@ -524,9 +624,14 @@ func (s *Service) insertMoc(ctx context.Context, tx Tx, sess *Session, files []F
 		m.ThumbnailURL = &img.FileURL
 	}
 	span.SetAttributes(append(mocAttrs(m), attrSlug.String(slug))...)
-	// One call writes the MOC row, then its files' rows: see trace.go on
-	// why there is no create.files span.
-	if err := tx.InsertMoc(ctx, m); err != nil {
+	if err := tx.InsertMoc(mocCtx, m); err != nil {
+		return nil, err
+	}
+	// create.files is create.moc's sibling, as the seed's span tree has it.
+	filesCtx, filesSpan := startSpan(ctx, spanCreateFiles, attrMocID.String(m.ID), attrFileCount.Int(len(m.Files)))
+	err = tx.InsertMocFiles(filesCtx, m)
+	endSpan(filesSpan, err)
+	if err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -31,17 +31,28 @@ type Tx interface {
 	GetFile(ctx context.Context, sessionID, fileID string, forUpdate bool) (*File, error)
 	ListFiles(ctx context.Context, sessionID string) ([]File, error)
 	UpdateFile(ctx context.Context, f *File) error
+	// UpdateFileStatuses writes the Status, FileURL and UpdatedAt of each
+	// of files, all of the session, in one call.
+	UpdateFileStatuses(ctx context.Context, sessionID string, files []File) error
 	// DeleteFile removes a file and its parts.
 	DeleteFile(ctx context.Context, sessionID, fileID string) error
 
 	// UpsertPart inserts a part or replaces the one with the same number.
 	UpsertPart(ctx context.Context, p *Part) error
+	// UpsertParts does what UpsertPart does for each of parts, in one
+	// statement.
+	UpsertParts(ctx context.Context, parts []Part) error
 	// ListParts returns a file's parts ordered by part number.
 	ListParts(ctx context.Context, fileID string) ([]Part, error)
+	// ListSessionParts returns the parts of every file of a session, by
+	// file id, each file's ordered by part number.
+	ListSessionParts(ctx context.Context, sessionID string) (map[string][]Part, error)
 
-	// InsertMoc inserts the MOC and its files. It wraps ErrConflict when
-	// the user has that title or slug, or the session already has a MOC.
+	// InsertMoc inserts the MOC's row. It wraps ErrConflict when the user
+	// has that title or slug, or the session already has a MOC.
 	InsertMoc(ctx context.Context, m *Moc) error
+	// InsertMocFiles inserts the rows of m.Files, in that order.
+	InsertMocFiles(ctx context.Context, m *Moc) error
 	GetMoc(ctx context.Context, id, userID string) (*Moc, error)
 	GetMocBySession(ctx context.Context, sessionID string) (*Moc, error)
 	// MocTitleExists reports whether the user has a MOC with exactly title.
@@ -68,8 +79,11 @@ type Blob interface {
 	DeleteObject(ctx context.Context, key string) error
 	// Head returns the object's size; ErrNotFound when it does not exist.
 	Head(ctx context.Context, key string) (size int64, err error)
-	// ReadRange returns up to n bytes from offset.
-	ReadRange(ctx context.Context, key string, offset, n int64) ([]byte, error)
+	// ReadHead returns the object's first n bytes (fewer when it is
+	// shorter) and its size, in one ranged GET; ErrNotFound when it does
+	// not exist. It answers what Head does and what the magic-bytes check
+	// needs in one round trip.
+	ReadHead(ctx context.Context, key string, n int64) (head []byte, size int64, err error)
 	// Open streams the whole object.
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	// ObjectURL is the object's plain S3 URL (needs credentials to read).

@@ -124,7 +124,8 @@ func NormalizeType(t string) string {
 }
 
 // CheckFileName reports why a file name is unacceptable, or "" when it is fine:
-// 1-255 bytes of UTF-8, no path separators, no "..", no control characters.
+// 1-255 bytes of UTF-8 (without U+FFFD, which stands for bytes that were
+// not), no path separators, no "..", no control characters.
 func CheckFileName(name string) string {
 	switch {
 	case name == "":
@@ -133,6 +134,9 @@ func CheckFileName(name string) string {
 		return "must be at most 255 bytes"
 	case !utf8.ValidString(name):
 		return "must be valid UTF-8"
+	case strings.ContainsRune(name, utf8.RuneError):
+		// What a decoder puts in place of bytes that were not UTF-8.
+		return "must be valid UTF-8 (it holds U+FFFD, the replacement for bytes that were not)"
 	case strings.ContainsAny(name, `/\`):
 		return "must not contain path separators"
 	case strings.Contains(name, ".."):
@@ -141,6 +145,46 @@ func CheckFileName(name string) string {
 	for _, r := range name {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || isBidiControl(r) {
 			return "must not contain control characters"
+		}
+	}
+	return ""
+}
+
+// CheckText reports why a free text (a title, a tag, a description) cannot
+// be stored, or "" when it can: it must be valid UTF-8 (a JSON decoder
+// would have replaced bad bytes, so they are refused before decoding; this
+// catches other callers) and hold no NUL, which PostgreSQL's text refuses.
+func CheckText(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.IndexByte(s, 0) >= 0:
+		return "must not contain the NUL character (U+0000)"
+	}
+	return ""
+}
+
+// MaxUserIDLen bounds a user id (the JWT sub claim).
+const MaxUserIDLen = 128
+
+// CheckUserID reports why a user id cannot be used, or "" when it can. The
+// id is one segment of every object key of the user
+// ({stage}/moc-instructions/{userId}/…), so it may only use
+// A-Z a-z 0-9 . _ @ : + = | - (no "/", nothing a URL must escape), and it
+// must not be "." or ".." (or only dots), segments that path-normalising
+// stores and proxies fold away, moving the key out of the user's prefix.
+func CheckUserID(id string) string {
+	switch {
+	case id == "":
+		return "is empty"
+	case len(id) > MaxUserIDLen:
+		return fmt.Sprintf("is longer than %d characters", MaxUserIDLen)
+	case strings.Trim(id, ".") == "":
+		return `must not be made of dots only ("." and ".." are path segments)`
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._@:+=|-", c) >= 0) {
+			return "may only use the characters A-Z a-z 0-9 . _ @ : + = | -"
 		}
 	}
 	return ""

@@ -48,6 +48,7 @@ func TestCheckFileName(t *testing.T) {
 		{"invalid UTF-8", "a\xffb.pdf", false},
 		{"truncated UTF-8", "caf\xc3", false},
 		{"UTF-8 encoded surrogate", "a\xed\xa0\x80.pdf", false},
+		{"replacement character (bytes a decoder replaced)", "a\ufffdb.pdf", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,6 +220,32 @@ func TestTotalParts(t *testing.T) {
 	for _, tt := range tests {
 		if got := upload.TotalParts(tt.size, tt.partSize); got != tt.want {
 			t.Errorf("TotalParts(%d, %d) = %d, want %d", tt.size, tt.partSize, got, tt.want)
+		}
+	}
+}
+
+func TestCheckUserID(t *testing.T) {
+	for _, id := range []string{"u1", "user@example.com", "a.b_c-d:e+f=g|h", ".a", "a..b", "..a", strings.Repeat("u", 128)} {
+		if msg := upload.CheckUserID(id); msg != "" {
+			t.Errorf("CheckUserID(%q) = %q, want ok", id, msg)
+		}
+	}
+	for _, id := range []string{"", ".", "..", "....", "a/b", "a\\b", "u 1", "ü", "u\x00", "u%2f", strings.Repeat("u", 129)} {
+		if msg := upload.CheckUserID(id); msg == "" {
+			t.Errorf("CheckUserID(%q) = ok, want a refusal", id)
+		}
+	}
+}
+
+func TestCheckText(t *testing.T) {
+	for _, s := range []string{"", "My Castle", "城 🏰", "tab\tand\nnewline"} {
+		if msg := upload.CheckText(s); msg != "" {
+			t.Errorf("CheckText(%q) = %q, want ok", s, msg)
+		}
+	}
+	for _, s := range []string{"\x00", "a\x00b", "caf\xe9", "\xff"} {
+		if msg := upload.CheckText(s); msg == "" {
+			t.Errorf("CheckText(%q) = ok, want a refusal", s)
 		}
 	}
 }

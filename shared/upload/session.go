@@ -11,6 +11,11 @@ import (
 // CreateSession opens an upload session for the files the client means to
 // upload, within the user's daily quota.
 func (s *Service) CreateSession(ctx context.Context, userID string, files []FileSpec) (*Session, error) {
+	// The user id becomes a segment of every key of the session's files:
+	// the HTTP layer refuses such ids already, and no caller may get past.
+	if msg := CheckUserID(userID); msg != "" {
+		return nil, Errorf(CodeUnauthorized, "the user id %s", msg)
+	}
 	if err := s.checkDeclaredFiles(files); err != nil {
 		return nil, err
 	}
@@ -115,6 +120,15 @@ func (s *Service) learn(ctx context.Context, v *SessionView) error {
 	var news []PartCompleted
 	err = s.Store.InTx(ctx, func(tx Tx) error {
 		news = nil
+		// Under the session's lock, as every write: a session aborted or
+		// finalized since it was read records nothing more.
+		sess, err := getSession(ctx, tx, v.Session.UserID, v.Session.ID, true)
+		if err != nil {
+			return err
+		}
+		if sess.StatusAt(s.now()) != SessionActive {
+			return errSessionChanged
+		}
 		for i := range v.Files {
 			fv := &v.Files[i]
 			if !receiving(&fv.File) {
@@ -142,11 +156,46 @@ func (s *Service) learn(ctx context.Context, v *SessionView) error {
 		}
 		return nil
 	})
+	if errors.Is(err, errSessionChanged) {
+		// Show the session as it is now, without learning.
+		nv, rerr := s.readSession(ctx, v.Session.UserID, v.Session.ID)
+		if rerr != nil {
+			return rerr
+		}
+		*v = *nv
+		return nil
+	}
 	if err == nil {
 		s.announce(ctx, news)
 	}
 	return err
 }
+
+// partRefused is UploadPart's answer when S3 did not take a part. When the
+// session stopped taking writes, or the file parts, while the part streamed
+// (an abort, a finalize or a complete racing the upload: S3 then fails or
+// refuses the part), that refusal is the answer: it is final, where a
+// retryable 503 would only be followed by that refusal. Otherwise it is
+// err's own answer.
+func (s *Service) partRefused(ctx context.Context, userID, sessionID, fileID string, err error) error {
+	if _, _, now := s.fileForParts(ctx, userID, sessionID, fileID); now != nil {
+		if e, ok := AsError(now); ok {
+			switch e.Code {
+			case CodeNotFound, CodeSessionExpired, CodeSessionNotActive, CodeFileAlreadyCompleted:
+				return e
+			}
+		}
+	}
+	if errors.Is(err, ErrNotFound) {
+		// The multipart upload is gone: completed or aborted meanwhile.
+		return Errorf(CodeFileAlreadyCompleted, "file is no longer accepting parts")
+	}
+	return storageError("upload part", err)
+}
+
+// errSessionChanged ends learn's transaction when the session stopped
+// being active after it was read.
+var errSessionChanged = errors.New("session is no longer active")
 
 // readSession reads the session, its files and their recorded parts.
 func (s *Service) readSession(ctx context.Context, userID, sessionID string) (*SessionView, error) {

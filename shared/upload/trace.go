@@ -15,13 +15,14 @@ import (
 // internal, under the caller's span (the HTTP request's):
 //
 //	moc.upload.finalize   sessionId, userId; fileCount, totalSizeBytes, mocId, resumed when known
-//	├─ validate.session   the locked session can become this MOC: an existing MOC (resumed),
+//	├─ validate.session   the session can become this MOC: an existing MOC (resumed),
 //	│                     expired, not active, an instruction file, the title free
-//	├─ complete.files     what S3 holds of the files not completed yet: parts recorded,
-//	│                     multipart uploads completed (completed, incomplete)
-//	├─ validate.files     fileCount, failed
-//	│  └─ validate.file   one per file: fileId, name, size, mimeType; reason when it fails
-//	└─ create.moc         mocId, slug, fileCount: the MOC row and its files' rows
+//	├─ validate.files     fileCount; completed, incomplete (parts missing), failed
+//	│  └─ validate.file   one per file: fileId, name, size, mimeType; reason when it fails.
+//	│                     Covers what S3 holds of a file not completed yet, completing
+//	│                     its multipart upload, and the checks
+//	├─ create.moc         mocId, slug, fileCount: the MOC row
+//	└─ create.files       mocId, fileCount: its files' rows
 //
 // followed, after the commit, by package followup's dispatch spans and
 // package progress's progress.send spans.
@@ -36,22 +37,16 @@ import (
 // 4xx. The one exception is a file that fails validation: its validate.file
 // span has status Error (with reason and message), so a trace shows at once
 // which file refused the finalize and why.
-//
-// There is no create.files span: InsertMoc writes the MOC row and then its
-// files' rows in one call of the Store port, so the domain cannot time the
-// two apart. create.moc covers both; the adapter's statement spans
-// (otelpgx), its children, show the moc_instructions and moc_files
-// inserts separately.
 const tracerName = "github.com/mocbuilders/moc-upload/shared/upload"
 
 // Span names.
 const (
 	spanFinalize        = "moc.upload.finalize"
 	spanValidateSession = "validate.session"
-	spanCompleteFiles   = "complete.files"
 	spanValidateFiles   = "validate.files"
 	spanValidateFile    = "validate.file"
 	spanCreateMoc       = "create.moc"
+	spanCreateFiles     = "create.files"
 )
 
 // Attribute keys.
@@ -101,7 +96,7 @@ func endSpan(span trace.Span, err error) {
 // refusal (a 4xx) rather than a failure.
 func refusal(err error) (code string, refused bool) {
 	if e, ok := AsError(err); ok {
-		return e.Code, e.Code != CodeS3Unavailable && e.Code != CodeInternal
+		return e.Code, e.Code != CodeS3Unavailable && e.Code != CodeDatabaseUnavailable && e.Code != CodeInternal
 	}
 	if errors.Is(err, ErrConflict) {
 		return CodeConflict, true

@@ -326,6 +326,13 @@ func TestFinalizeRequestCheck(t *testing.T) {
 		{"tag of 51 runes", ok(func(r *upload.FinalizeRequest) { r.Tags = []string{strings.Repeat("城", 51)} }), []string{"tags[0]"}},
 		{"empty tag", ok(func(r *upload.FinalizeRequest) { r.Tags = []string{""} }), []string{"tags[0]"}},
 		{"theme 101", ok(func(r *upload.FinalizeRequest) { r.Theme = str(strings.Repeat("h", 101)) }), []string{"theme"}},
+		// PostgreSQL's text cannot hold U+0000, nor bytes that are not UTF-8.
+		{"NUL in title", ok(func(r *upload.FinalizeRequest) { r.Title = "My\x00Castle" }), []string{"title"}},
+		{"NUL in description", ok(func(r *upload.FinalizeRequest) { r.Description = str("a\x00") }), []string{"description"}},
+		{"NUL in a tag", ok(func(r *upload.FinalizeRequest) { r.Tags = []string{"ok", "\x00"} }), []string{"tags[1]"}},
+		{"NUL in theme", ok(func(r *upload.FinalizeRequest) { r.Theme = str("\x00") }), []string{"theme"}},
+		{"bad UTF-8 in title", ok(func(r *upload.FinalizeRequest) { r.Title = "caf\xe9" }), []string{"title"}},
+		{"bad UTF-8 in a tag", ok(func(r *upload.FinalizeRequest) { r.Tags = []string{"\xff"} }), []string{"tags[0]"}},
 		{"everything wrong", upload.FinalizeRequest{
 			Title: "", Description: str(strings.Repeat("d", 5001)), Tags: append(tags(20, 5), strings.Repeat("t", 51)),
 			Theme: str(strings.Repeat("h", 101)),
@@ -351,4 +358,18 @@ func wantErrorFields(t *testing.T, err error, fields []string) {
 		t.Fatalf("err = nil, want a VALIDATION_ERROR naming %q", fields)
 	}
 	wantError(t, err, upload.CodeValidation, fields...)
+}
+
+// TestCreateSessionRefusesKeyChangingUserIDs: a user id is a segment of
+// every object key of the user; ids that would change a key's shape never
+// reach the store.
+func TestCreateSessionRefusesKeyChangingUserIDs(t *testing.T) {
+	s := checkService(t, false)
+	files := []upload.FileSpec{{Category: upload.CategoryInstruction, Name: "a.pdf", Size: 1, Type: "application/pdf", Ext: "pdf"}}
+	for _, id := range []string{"", ".", "..", "...", "a/b", "../x", "u\x00", strings.Repeat("u", 129)} {
+		t.Run(id, func(t *testing.T) {
+			_, err := s.CreateSession(context.Background(), id, files)
+			wantError(t, err, upload.CodeUnauthorized)
+		})
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ import (
 	"github.com/mocbuilders/moc-upload/local/invoke"
 	"github.com/mocbuilders/moc-upload/local/wsgateway"
 	"github.com/mocbuilders/moc-upload/shared/followup"
+	"github.com/mocbuilders/moc-upload/shared/httpapi"
 	sharedinvoke "github.com/mocbuilders/moc-upload/shared/invoke"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
@@ -98,7 +100,26 @@ func openLog(dataDir string) (*os.File, error) {
 	return os.OpenFile(filepath.Join(dataDir, "services.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 }
 
+// defaultMemoryLimit is moc-local's soft memory limit when GOMEMLIMIT is
+// not set (see docs/benchmarks.md, "Peak memory of moc-local"). Every
+// proxied part is held about three times over while it is in flight (the
+// body, its base64 event, the decoded body), and with GOGC=100 alone the
+// heap grows to twice what was live at the last collection and stays
+// there after a load: the limit makes the collector run before the heap
+// outgrows it and the runtime return what is above it to the system. It
+// is soft: under a load that needs more, the process takes more (the
+// collector then runs often but is capped at half the CPU).
+const defaultMemoryLimit = 80 << 20
+
+// setMemoryLimit applies defaultMemoryLimit unless GOMEMLIMIT says otherwise.
+func setMemoryLimit() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
+}
+
 func serve(ctx context.Context, args []string) error {
+	setMemoryLimit()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("http", envOr("LOCAL_HTTP_ADDR", "127.0.0.1:3000"), "address of the HTTP API")
 	wsAddr := fs.String("ws", envOr("LOCAL_WS_ADDR", "127.0.0.1:3001"), "address of the WebSocket API and its management API")
@@ -286,13 +307,42 @@ func corsBanner(origins []string, ownS3 bool) string {
 	return fmt.Sprintf("origins %s %s (LOCAL_CORS_ORIGINS)", strings.Join(origins, ", "), where)
 }
 
-// startStack starts (or joins, see devstack.Options) the local stack.
+// replayable are the functions replay runs: the HTTP API's and the async
+// ones (the WebSocket functions need a connection: make local's WebSocket
+// API).
+func replayable() []string {
+	var names []string
+	for _, rt := range httpapi.Routes {
+		names = append(names, rt.Function)
+	}
+	return append(names, followup.Functions...)
+}
+
+// startStack starts (or joins, see devstack.Options) the local stack,
+// saying which it does, and where, first.
 func startStack(ctx context.Context) (*devstack.Stack, error) {
 	opts, err := options()
 	if err != nil {
 		return nil, err
 	}
+	fmt.Fprintln(os.Stderr, joinBanner(opts, os.Getenv))
 	return devstack.Start(ctx, opts)
+}
+
+// joinBanner says that seed and replay work on the stack `make local`
+// runs: its PostgreSQL and S3 when they are on the configured ports, else
+// ones started for the command on those ports, with the same data folder.
+func joinBanner(o devstack.Options, getenv func(string) string) string {
+	pg := fmt.Sprintf("PostgreSQL on 127.0.0.1:%d (LOCAL_PG_PORT)", o.PGPort)
+	if getenv("DATABASE_URL") != "" {
+		pg = "PostgreSQL at DATABASE_URL"
+	}
+	s3 := fmt.Sprintf("S3 on 127.0.0.1:%d (LOCAL_S3_PORT)", o.S3Port)
+	if getenv("S3_ENDPOINT") != "" {
+		s3 = "S3 at S3_ENDPOINT=" + getenv("S3_ENDPOINT")
+	}
+	return fmt.Sprintf("moc-local: joining the local stack: %s and %s, those of a running `make local` when they answer there, else started for this command with the data in %s (LOCAL_DATA_DIR)",
+		pg, s3, o.DataDir)
 }
 
 func seed(ctx context.Context) error {
@@ -315,6 +365,15 @@ func replay(ctx context.Context, args []string) error {
 	eventFile := fs.String("event", "", "sample event, e.g. events/GetSession.json")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// Before anything starts: a name replay cannot run is a typo to fix.
+	if names := replayable(); !slices.Contains(names, *fn) {
+		what := fmt.Sprintf("unknown function %q", *fn)
+		if *fn == "" {
+			what = "no function given"
+		}
+		return fmt.Errorf("%s: replay runs one of %s (make replay FN=<name>, EVENT=events/<name>.json by default)",
+			what, strings.Join(names, ", "))
 	}
 	raw, err := os.ReadFile(*eventFile)
 	if err != nil {

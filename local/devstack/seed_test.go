@@ -1,0 +1,198 @@
+package devstack_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/stacktest"
+)
+
+func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
+
+// replayOrder is the documented order in which the sample events of
+// events/ are replayed after `make seed` (make replay FN=<name>
+// EVENT=events/<name>.json, one at a time): each must succeed. The
+// upload steps follow one another on the sample session (its image's part,
+// then complete, then finalize); every other event names rows of its own
+// (seed.sql), so it succeeds wherever it comes. WsAuthorizer is not here: it
+// verifies a real JWT against an issuer's keys, which only the functions'
+// bootstrap test provides (a local identity provider).
+var replayOrder = []struct {
+	function string
+	kind     string // "http", "ws" or "async"
+	status   int    // for http and ws
+}{
+	{"WsConnect", "ws", 200},
+	{"WsDefault", "ws", 200},
+	{"GetSession", "http", 200},
+	{"PresignPart", "http", 200},
+	{"PresignParts", "http", 200},
+	{"UploadPartsBatch", "http", 200},
+	{"UploadPart", "http", 200},
+	{"CompleteFile", "http", 200},
+	{"Finalize", "http", 201},
+	{"GetMoc", "http", 200},
+	{"CreateSession", "http", 201},
+	{"RegisterFile", "http", 201},
+	{"AbortSession", "http", 204},
+	{"WsDisconnect", "ws", 200},
+	{"Sweeper", "async", 0},
+	{"Thumbnail", "async", 0},
+	{"Webhook", "async", 0},
+}
+
+// TestSampleEventsSucceedAfterSeed seeds a fresh stack and replays every
+// sample event in the documented order through the same handlers `make
+// replay` runs, asserting each one's status (and, for the rows the seed
+// exists for, the body).
+func TestSampleEventsSucceedAfterSeed(t *testing.T) {
+	ctx := context.Background()
+	s3 := stacktest.S3(t)
+	vars := map[string]string{
+		"DATABASE_URL":          stacktest.Postgres(t),
+		"S3_ENDPOINT":           s3.Endpoint,
+		"S3_BUCKET":             s3.Bucket,
+		"AWS_ACCESS_KEY_ID":     s3.AccessKey,
+		"AWS_SECRET_ACCESS_KEY": s3.SecretKey,
+		"AWS_REGION":            s3.Region,
+		"STAGE":                 "dev", // the seed rows' keys start with dev/
+	}
+	st, err := devstack.Start(ctx, devstack.Options{Getenv: func(k string) string { return vars[k] }})
+	if err != nil {
+		t.Fatalf("start the stack: %v", err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Seed(ctx); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	// Seeding twice is how `make seed` renews the rows: it must work on its
+	// own rows, and leave them as the first time.
+	if err := st.Seed(ctx); err != nil {
+		t.Fatalf("seed again: %v", err)
+	}
+	checkSeedRows(t, ctx, vars["DATABASE_URL"])
+
+	entries, err := os.ReadDir("../../events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayed := map[string]bool{"WsAuthorizer": true}
+	for _, r := range replayOrder {
+		replayed[r.function] = true
+	}
+	for _, e := range entries {
+		if name := strings.TrimSuffix(e.Name(), ".json"); !replayed[name] {
+			t.Errorf("events/%s is replayed nowhere: add it to replayOrder", e.Name())
+		}
+	}
+
+	for _, r := range replayOrder {
+		raw, err := os.ReadFile(filepath.Join("../../events", r.function+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.kind {
+		case "http":
+			var ev events.APIGatewayV2HTTPRequest
+			if err := json.Unmarshal(raw, &ev); err != nil {
+				t.Fatalf("%s: %v", r.function, err)
+			}
+			h, err := st.App.LambdaHandler(r.function)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := h(ctx, ev)
+			if err != nil {
+				t.Fatalf("%s: %v", r.function, err)
+			}
+			if resp.StatusCode != r.status {
+				t.Fatalf("%s: status %d, want %d: %s", r.function, resp.StatusCode, r.status, resp.Body)
+			}
+			if r.function == "GetMoc" {
+				checkSeedMoc(t, resp.Body)
+			}
+		case "ws":
+			var ev events.APIGatewayWebsocketProxyRequest
+			if err := json.Unmarshal(raw, &ev); err != nil {
+				t.Fatalf("%s: %v", r.function, err)
+			}
+			h, err := st.App.WebSocketHandler(r.function)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := h(ctx, ev)
+			if err != nil {
+				t.Fatalf("%s: %v", r.function, err)
+			}
+			if resp.StatusCode != r.status {
+				t.Fatalf("%s: status %d, want %d: %s", r.function, resp.StatusCode, r.status, resp.Body)
+			}
+		case "async":
+			h, err := st.App.AsyncHandler(r.function)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h(ctx, raw); err != nil {
+				t.Fatalf("%s: %v", r.function, err)
+			}
+		}
+	}
+}
+
+// checkSeedRows: the seed story's session has a completed image whose
+// object holds a real PNG, and its MOC has both files.
+func checkSeedRows(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var status, mime, fileURL string
+	var size int64
+	err = conn.QueryRow(ctx, `SELECT status, mime_type, coalesce(file_url, ''), size FROM upload_session_files WHERE id = $1`,
+		devstack.SeedThumbImageID).Scan(&status, &mime, &fileURL, &size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != "completed" || mime != "image/png" || fileURL == "" || size < 1000 {
+		t.Errorf("the seed story's image: status %s, type %s, url %q, size %d; want a completed PNG of its real size", status, mime, fileURL, size)
+	}
+	var types []string
+	if err := conn.QueryRow(ctx, `SELECT array_agg(file_type ORDER BY position) FROM moc_files WHERE moc_id = $1`, devstack.SeedMocID).Scan(&types); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(types, ",") != "gallery-image,instruction" {
+		t.Errorf("the seed MOC's files: %v, want gallery-image,instruction", types)
+	}
+}
+
+func checkSeedMoc(t *testing.T, body string) {
+	t.Helper()
+	var env struct {
+		Data struct {
+			ID        string   `json:"id"`
+			ImageKeys []string `json:"imageKeys"`
+			PdfKey    string   `json:"pdfKey"`
+			Files     []struct {
+				Category    string `json:"category"`
+				DownloadURL string `json:"downloadUrl"`
+			} `json:"files"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &env); err != nil {
+		t.Fatalf("GetMoc: %v: %s", err, body)
+	}
+	d := env.Data
+	if d.ID != devstack.SeedMocID || len(d.ImageKeys) != 1 || d.PdfKey == "" || len(d.Files) != 2 {
+		t.Errorf("GetMoc: want the seed MOC with its image and PDF: %s", body)
+	}
+}
