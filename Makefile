@@ -39,8 +39,9 @@ test: ## run every test: unit, integration (real PostgreSQL + S3), end-to-end, b
 # while toxiproxy, in the test process, makes PostgreSQL and S3 slow, reset their connections,
 # freeze them and restart them; then S3 and the database are checked directly. About 2 minutes.
 # The figures go to .local/chaos-report.md (docs/reliability.md says what each check means);
-# CHAOS_LOG=<file> keeps the stack's logs; CHAOS_FLAGS passes more (-chaos.users=24, -chaos.no-deadline).
-# `make test` runs the short form (about 15 s).
+# CHAOS_LOG=<file> keeps the stack's logs, CHAOS_RECORDS=<file> every request (JSON lines);
+# CHAOS_FLAGS passes more (-chaos.users=24, -chaos.no-deadline).
+# `make test` runs the short form (under 20 s).
 .PHONY: chaos
 chaos: ## the fault suite, long form: concurrent uploads while PostgreSQL and S3 lag, reset, freeze, restart (~2 min)
 	@bash scripts/deps.sh

@@ -7,11 +7,14 @@ package functions_test
 // and S3 holding the sample rows (devstack's Seed). Nothing is mocked: this
 // covers the cold start (configuration from the environment, connections),
 // the aws-lambda-go runtime loop and the API Gateway payload 2.0 adapter
-// that the in-process tests bypass. The WebSocket authorizer verifies
-// tokens against a local identity provider (authtest: a JWKS server and
-// its signing key), which the test starts and points JWT_ISSUER at. The
-// follow-up functions (followup.Functions) get their events as Lambda's
-// Invoke API hands them over: a followup.Job, EventBridge's scheduled event.
+// that the in-process tests bypass. The two authorizers (WsAuthorizer's
+// token query parameter, HttpAuthorizer's cookie) verify tokens against a
+// local identity provider (authtest: a JWKS server and its signing key),
+// which the test starts and points JWT_ISSUER at. The follow-up functions
+// (followup.Functions) get their events as Lambda's Invoke API hands them
+// over: a followup.Job, EventBridge's scheduled event. Migrate gets
+// CloudFormation's Create request for SchemaMigration, its ResponseURL a
+// local HTTP server standing in for the pre-signed S3 URL.
 
 import (
 	"bytes"
@@ -22,6 +25,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -36,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/jackc/pgx/v5"
 
@@ -86,6 +91,14 @@ type replay struct {
 	// environment (the local issuer) and answers a policy or an error, not
 	// a proxy response (replayAuthorizer).
 	authorizer bool
+	// cookieAuthorizer marks the HTTP API's cookie authorizer: its own
+	// environment too, and a simple response (isAuthorized) or an error
+	// (replayCookieAuthorizer).
+	cookieAuthorizer bool
+	// customResource marks Migrate, CloudFormation's custom resource: it
+	// answers at the event's ResponseURL, on a database of its own
+	// (replayCustomResource).
+	customResource bool
 	// async marks a follow-up function: its answer is no proxy response
 	// but its handler's result, which must equal answer: empty for the
 	// jobs (they return only an error), the Sweeper's counts in JSON. An
@@ -102,6 +115,7 @@ const sampleAudience = "replace-with-app-client-id"
 
 var replays = []replay{
 	{function: "WsAuthorizer", authorizer: true},
+	{function: "HttpAuthorizer", cookieAuthorizer: true},
 	{function: "WsConnect", status: http.StatusOK, webSocket: true},
 	{function: "WsDefault", status: http.StatusOK, webSocket: true, check: func(t *testing.T, body []byte) {
 		var msg map[string]any
@@ -200,6 +214,8 @@ var replays = []replay{
 		}
 	}},
 	{function: followup.WebhookFunction, async: true, checkDB: outboxUntouched},
+	// On an empty database of its own: the seed's is migrated already.
+	{function: "Migrate", customResource: true},
 }
 
 // seedMocID is the seed's existing MOC ("Existing MOC Title"), which the
@@ -225,7 +241,9 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	functions := []string{"WsAuthorizer"}
+	// Every function: the routes' and the others', each a folder with its
+	// main.go (so a new one without a replay fails here).
+	functions := []string{"WsAuthorizer", "HttpAuthorizer", "Migrate"}
 	for _, rt := range httpapi.Routes {
 		functions = append(functions, rt.Function)
 	}
@@ -233,6 +251,15 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 		functions = append(functions, rt.Function)
 	}
 	functions = append(functions, followup.Functions...)
+	mains, err := filepath.Glob(filepath.Join("*", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mains {
+		if f := filepath.Dir(m); !slices.Contains(functions, f) {
+			t.Errorf("functions/%s is a function no list here names: add it (and its replay)", f)
+		}
+	}
 	if len(replays) != len(functions) {
 		t.Errorf("%d replays for %d functions: every function's sample event must be replayed", len(replays), len(functions))
 	}
@@ -275,11 +302,6 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 
 	st, env := startSeededStack(t, ctx)
 	t.Logf("PostgreSQL and S3 seeded in %v", time.Since(begin).Round(time.Millisecond))
-	// The identity provider the authorizer trusts, as in AWS only its
-	// settings: JWT_ISSUER (whose /.well-known/jwks.json the JWKS is) and
-	// JWT_AUDIENCE.
-	iss := authtest.NewIssuer(t)
-	authEnv := []string{"PATH=" + os.Getenv("PATH"), "JWT_ISSUER=" + iss.URL, "JWT_AUDIENCE=" + sampleAudience}
 
 	wg.Wait()
 	if rie.err != nil {
@@ -303,9 +325,33 @@ func TestBootstrapsUnderRIE(t *testing.T) {
 					t.Fatalf("seed again: %v", err)
 				}
 			}
-			if r.authorizer {
+			if r.authorizer || r.cookieAuthorizer {
+				// The identity provider the authorizer trusts (one each, so
+				// each one's JWKS fetches are its own), as in AWS only its
+				// settings: JWT_ISSUER (whose /.well-known/jwks.json the JWKS
+				// is), JWT_AUDIENCE and, for the cookie, the template's
+				// default AuthCookieName.
+				iss := authtest.NewIssuer(t)
+				authEnv := []string{"PATH=" + os.Getenv("PATH"), "JWT_ISSUER=" + iss.URL, "JWT_AUDIENCE=" + sampleAudience,
+					"AUTH_COOKIE_NAME=" + sampleCookie}
 				fn := startRIE(t, ctx, rie.path, bootstraps[r.function].path, r.function, authEnv)
-				replayAuthorizer(t, ctx, fn, event, iss)
+				if r.authorizer {
+					replayAuthorizer(t, ctx, fn, event, iss)
+				} else {
+					replayCookieAuthorizer(t, ctx, fn, event, iss)
+				}
+				if t.Failed() {
+					t.Logf("%s", fn.output())
+				}
+				return
+			}
+			if r.customResource {
+				// As deployed, only the database's address (there through
+				// DATABASE_SECRET_ARN): a fresh, empty database.
+				dbURL := stacktest.Postgres(t)
+				migrateEnv := []string{"PATH=" + os.Getenv("PATH"), "DATABASE_URL=" + dbURL}
+				fn := startRIE(t, ctx, rie.path, bootstraps[r.function].path, r.function, migrateEnv)
+				replayCustomResource(t, ctx, fn, event, dbURL)
 				if t.Failed() {
 					t.Logf("%s", fn.output())
 				}
@@ -635,6 +681,177 @@ func withToken(t *testing.T, event []byte, token string) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// sampleCookie is the cookie events/HttpAuthorizer.json carries its token
+// in: the template's default AuthCookieName (auth.DefaultCookieName).
+const sampleCookie = "access_token"
+
+// replayCookieAuthorizer sends the HTTP API's cookie authorizer its sample
+// event on one warm function: with the sample's cookie holding a token the
+// local issuer signed for the seed user, and with no cookie but that token
+// as the Authorization bearer (both isAuthorized with context userId the
+// user; the JWKS fetched once, at cold start); then with the sample's own
+// cookie (a token no key of the issuer signed), an expired token, and no
+// token at all (each the error "Unauthorized", API Gateway's 401).
+func replayCookieAuthorizer(t *testing.T, ctx context.Context, fn *rieFunction, sample []byte, iss *authtest.Issuer) {
+	t.Helper()
+	good := iss.Token(t, devstack.SeedUserID, sampleAudience, nil)
+	for name, event := range map[string][]byte{
+		"with a good cookie":               withCookie(t, sample, good, ""),
+		"with a good bearer and no cookie": withCookie(t, sample, "", "Bearer "+good),
+	} {
+		raw := fn.invokeRaw(t, ctx, event)
+		var allow events.APIGatewayV2CustomAuthorizerSimpleResponse
+		if err := json.Unmarshal(raw, &allow); err != nil {
+			t.Fatalf("%s: not a simple authorizer response (%v): %s", name, err, raw)
+		}
+		if !allow.IsAuthorized || allow.Context["userId"] != devstack.SeedUserID || len(allow.Context) != 1 {
+			t.Errorf("%s: %s; want isAuthorized true, context {\"userId\": %q}", name, raw, devstack.SeedUserID)
+		}
+	}
+	if n := iss.JWKSRequests(); n != 1 {
+		t.Errorf("the JWKS was fetched %d times, want once (at cold start)", n)
+	}
+
+	expired := iss.Token(t, devstack.SeedUserID, sampleAudience, map[string]any{
+		"iat": time.Now().Add(-2 * time.Hour), "exp": time.Now().Add(-time.Hour),
+	})
+	for name, event := range map[string][]byte{
+		"with the sample's cookie": sample,
+		"with an expired token":    withCookie(t, sample, expired, ""),
+		"without a token":          withCookie(t, sample, "", ""),
+	} {
+		raw := fn.invokeRaw(t, ctx, event)
+		var fail struct {
+			ErrorMessage string `json:"errorMessage"`
+		}
+		if err := json.Unmarshal(raw, &fail); err != nil || fail.ErrorMessage != "Unauthorized" {
+			t.Errorf("%s: %s; want the error \"Unauthorized\" (API Gateway's 401)", name, raw)
+		}
+	}
+}
+
+// withCookie returns the cookie authorizer's event with the token of its
+// sampleCookie cookie replaced, or that cookie removed when token is empty
+// (its other cookies kept), and with an authorization header when
+// authorization is not empty. The sample must have the cookie: a rewrite
+// that finds nothing to rewrite would test nothing.
+func withCookie(t *testing.T, event []byte, token, authorization string) []byte {
+	t.Helper()
+	var ev map[string]any
+	if err := json.Unmarshal(event, &ev); err != nil {
+		t.Fatal(err)
+	}
+	// Payload 2.0 hands the Cookie header over as the cookies list.
+	cookies, _ := ev["cookies"].([]any)
+	var kept []any
+	found := false
+	for _, c := range cookies {
+		if s, _ := c.(string); strings.HasPrefix(s, sampleCookie+"=") {
+			found = true
+			if token != "" {
+				kept = append(kept, sampleCookie+"="+token)
+			}
+			continue
+		}
+		kept = append(kept, c)
+	}
+	if !found {
+		t.Fatalf("the sample has no %s cookie: %v", sampleCookie, cookies)
+	}
+	ev["cookies"] = kept
+	if authorization != "" {
+		headers, _ := ev["headers"].(map[string]any)
+		if headers == nil {
+			headers = map[string]any{}
+			ev["headers"] = headers
+		}
+		headers["authorization"] = authorization
+	}
+	out, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// replayCustomResource sends Migrate its sample event, CloudFormation's
+// Create request for SchemaMigration, with the ResponseURL replaced by a
+// local server that records what is PUT there (in AWS, a pre-signed S3
+// URL CloudFormation reads). The function must answer there, once, with
+// SUCCESS for the request (its ids echoed, the schema's fixed physical id)
+// and SchemaVersion the number of migrations, having migrated its empty
+// database (dbURL: its tables are there); its own result is
+// cfn.LambdaWrap's reason, "" when the answer was delivered.
+func replayCustomResource(t *testing.T, ctx context.Context, fn *rieFunction, sample []byte, dbURL string) {
+	t.Helper()
+	type put struct {
+		method, contentType string
+		body                []byte
+	}
+	var mu sync.Mutex
+	var puts []put
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		puts = append(puts, put{r.Method, r.Header.Get("Content-Type"), body})
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+
+	var ev cfn.Event
+	if err := json.Unmarshal(sample, &ev); err != nil {
+		t.Fatalf("the sample is not a CloudFormation custom resource request: %v", err)
+	}
+	if ev.RequestType != cfn.RequestCreate || ev.ResourceType != "Custom::SchemaMigration" || ev.LogicalResourceID != "SchemaMigration" {
+		t.Fatalf("the sample is %s of %s %s, want Create of Custom::SchemaMigration SchemaMigration", ev.RequestType, ev.ResourceType, ev.LogicalResourceID)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(sample, &raw); err != nil {
+		t.Fatal(err)
+	}
+	raw["ResponseURL"] = srv.URL + "/cloudformation-custom-resource-response?X-Amz-Signature=local"
+	event, err := json.Marshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if answer := bytes.TrimSpace(fn.invokeRaw(t, ctx, event)); string(answer) != `""` {
+		t.Errorf("the function answered %s, want \"\" (LambdaWrap's reason: the response was delivered)", answer)
+	}
+	mu.Lock()
+	got := slices.Clone(puts)
+	mu.Unlock()
+	if len(got) != 1 || got[0].method != http.MethodPut {
+		t.Fatalf("%d requests to the ResponseURL, want one PUT: %+v", len(got), got)
+	}
+	var resp cfn.Response
+	if err := json.Unmarshal(got[0].body, &resp); err != nil {
+		t.Fatalf("the response %s: %v", got[0].body, err)
+	}
+	if resp.Status != cfn.StatusSuccess || resp.PhysicalResourceID != "moc-upload-schema" ||
+		resp.RequestID != ev.RequestID || resp.LogicalResourceID != ev.LogicalResourceID || resp.StackID != ev.StackID {
+		t.Errorf("the response %s; want SUCCESS for request %s of %s in %s, physical id moc-upload-schema", got[0].body, ev.RequestID, ev.LogicalResourceID, ev.StackID)
+	}
+	migrations, err := filepath.Glob("../shared/postgres/migrations/*.sql")
+	if err != nil || len(migrations) == 0 {
+		t.Fatalf("the migrations: %v %v", migrations, err)
+	}
+	if v := resp.Data["SchemaVersion"]; v != float64(len(migrations)) {
+		t.Errorf("data SchemaVersion %v, want %d (one per file in shared/postgres/migrations)", v, len(migrations))
+	}
+	db, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	for _, table := range []string{"upload_sessions", "upload_session_files", "websocket_connections", "outbox"} {
+		var ok bool
+		if err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&ok); err != nil || !ok {
+			t.Errorf("no table %s after the migration (%v)", table, err)
+		}
+	}
 }
 
 // stop ends the emulator (SIGTERM, which also ends the function, then

@@ -76,8 +76,8 @@ import (
 // fails only when a start fails or, with tracing on, no span reached the
 // receiver. One more start per function, with GODEBUG=inittrace=1, logs
 // the Go package initialisation: the share of the packages linked for
-// tracing (OpenTelemetry, the exporter's protobuf and gRPC parts) is paid
-// with tracing on or off (same binary), and is not in the difference.
+// tracing (OpenTelemetry's) is paid with tracing on or off (same binary),
+// and is not in the difference.
 func TestColdStartTracing(t *testing.T) {
 	if os.Getenv("MOC_BENCH_COLDSTART") != "1" {
 		t.Skip("a measurement: MOC_BENCH_COLDSTART=1 runs it (docs/benchmarks.md)")

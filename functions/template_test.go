@@ -823,6 +823,32 @@ func checkInvokePermission(t *testing.T, tmpl *cloudformation.Template, fnID, so
 // parses the AWS::ApiGatewayV2 resources used here (Api, Route,
 // RouteResponse, Integration, Authorizer, Stage), so no part of the YAML is
 // read another way.
+// Every HTTP function has the timeout the local gateway gives each
+// invocation's context (gateway.DefaultFunctionTimeout), from Globals or
+// its own.
+func TestTemplateHTTPFunctionTimeout(t *testing.T) {
+	tmpl := loadTemplate(t)
+	g, _ := tmpl.Globals["Function"].(*global.Function)
+	if g == nil {
+		g = &global.Function{}
+	}
+	want := int(gateway.DefaultFunctionTimeout / time.Second)
+	for _, rt := range httpapi.Routes {
+		id := logicalID(rt)
+		fn, err := tmpl.GetServerlessFunctionWithName(id)
+		if err != nil {
+			t.Fatalf("no AWS::Serverless::Function %s", id)
+		}
+		got := intOr(g.Timeout, 0)
+		if fn.Timeout != nil {
+			got = *fn.Timeout
+		}
+		if got != want {
+			t.Errorf("%s: Timeout %d s; the local gateway gives %d s (gateway.DefaultFunctionTimeout)", id, got, want)
+		}
+	}
+}
+
 func TestTemplateServesWebSocketRoutes(t *testing.T) {
 	tmpl := loadTemplate(t)
 	api, ok := tmpl.GetAllApiGatewayV2ApiResources()[webSocketAPIID]

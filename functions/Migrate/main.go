@@ -18,13 +18,10 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/cfn"
@@ -83,12 +80,11 @@ func handler(databaseURL func(context.Context) (string, error)) cfn.CustomResour
 		if err != nil {
 			return physicalID, nil, failure(log, ctx, "database credentials", err)
 		}
-		dbURL = withoutPoolParams(dbURL)
 		start := time.Now()
 		if err := postgres.Migrate(ctx, dbURL); err != nil {
 			return physicalID, nil, failure(log, ctx, "migration", err)
 		}
-		version, err := schemaVersion(ctx, dbURL)
+		version, err := postgres.SchemaVersion(ctx, dbURL)
 		if err != nil {
 			return physicalID, nil, failure(log, ctx, "reading the schema version", err)
 		}
@@ -105,33 +101,4 @@ func failure(log *slog.Logger, ctx context.Context, what string, err error) erro
 		msg = msg[:maxReason] + "…"
 	}
 	return errors.New(msg + " (see the Migrate function's log)")
-}
-
-// withoutPoolParams drops pgxpool's pool_* parameters, which the
-// database/sql driver goose uses would send to the server as settings.
-func withoutPoolParams(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return raw
-	}
-	q := u.Query()
-	for k := range q {
-		if strings.HasPrefix(k, "pool_") {
-			q.Del(k)
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// schemaVersion is the highest migration applied (goose's table).
-func schemaVersion(ctx context.Context, dbURL string) (int64, error) {
-	db, err := sql.Open("pgx", dbURL)
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	var v int64
-	err = db.QueryRowContext(ctx, `SELECT COALESCE(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v)
-	return v, err
 }

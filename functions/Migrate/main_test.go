@@ -202,10 +202,3 @@ func TestUnreachableDatabaseAnswersFailed(t *testing.T) {
 		t.Fatalf("response %+v, want FAILED naming the credentials", resp)
 	}
 }
-
-func TestWithoutPoolParams(t *testing.T) {
-	got := withoutPoolParams("postgres://u:p@h:5432/d?pool_max_conns=2&sslmode=verify-full&pool_min_conns=1&default_query_exec_mode=cache_describe")
-	if got != "postgres://u:p@h:5432/d?default_query_exec_mode=cache_describe&sslmode=verify-full" {
-		t.Errorf("withoutPoolParams = %q", got)
-	}
-}

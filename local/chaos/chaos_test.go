@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"log/slog"
@@ -23,7 +24,7 @@ var (
 	long       = flag.Bool("chaos.long", false, "run the long fault suite (make chaos): more users, longer faults")
 	report     = flag.String("chaos.report", "", "also write the run's figures (Markdown) to this file")
 	users      = flag.Int("chaos.users", 0, "concurrent users (0: the form's own, 4 short, 12 long)")
-	noDeadline = flag.Bool("chaos.no-deadline", false, "give requests no invocation deadline, as the local gateway does today (the bound stays)")
+	noDeadline = flag.Bool("chaos.no-deadline", false, "give requests no invocation deadline (the bound stays)")
 )
 
 func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
@@ -46,12 +47,12 @@ func shortRun() chaos.Config {
 }
 
 // longRun is `make chaos`: twelve users, windows of seconds, and freezes
-// of 30 s, longer than a function's timeout, so that a wait without a
-// deadline shows as a request over the bound.
-func longRun() chaos.Config {
+// 5 s longer than a function's timeout, so that a wait without a deadline
+// shows as a request over the bound.
+func longRun(functionTimeout time.Duration) chaos.Config {
 	return chaos.Config{
 		Users:  12,
-		Plan:   chaos.Plan{Faults: chaos.EveryFault(5*time.Second, 3*time.Second, 30*time.Second, 5*time.Second), Gap: 2 * time.Second},
+		Plan:   chaos.Plan{Faults: chaos.EveryFault(5*time.Second, 3*time.Second, functionTimeout+5*time.Second, 5*time.Second), Gap: 2 * time.Second},
 		Settle: 60 * time.Second,
 		Seed:   1,
 	}
@@ -78,11 +79,12 @@ func functionTimeout(t *testing.T) time.Duration {
 }
 
 func TestChaos(t *testing.T) {
+	timeout := functionTimeout(t)
 	cfg := shortRun()
 	if *long {
-		cfg = longRun()
+		cfg = longRun(timeout)
 	}
-	cfg.FunctionTimeout = functionTimeout(t)
+	cfg.FunctionTimeout = timeout
 	cfg.NoInvocationDeadline = *noDeadline
 	if *users > 0 {
 		cfg.Users = *users
@@ -114,6 +116,20 @@ func TestChaos(t *testing.T) {
 	t.Log("\n" + buf.String())
 	if *report != "" {
 		if err := os.WriteFile(*report, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// CHAOS_RECORDS=<file> keeps every request, one JSON object a line.
+	if path := os.Getenv("CHAOS_RECORDS"); path != "" {
+		var lines bytes.Buffer
+		enc := json.NewEncoder(&lines)
+		for _, rec := range res.Records {
+			if err := enc.Encode(rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(path, lines.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

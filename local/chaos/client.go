@@ -34,8 +34,12 @@ type Record struct {
 // Failed reports whether the request did not succeed.
 func (r Record) Failed() bool { return r.Status < 200 || r.Status > 299 }
 
-// Outcome is the record's status and code, as the report counts them.
+// Outcome is the record's status and code, as the report counts them;
+// "S3: " before what S3 answered a presigned PUT.
 func (r Record) Outcome() string {
+	if r.Direct {
+		return "S3: " + Record{Status: r.Status, Code: r.Code}.Outcome()
+	}
 	switch {
 	case r.Status == 0:
 		return "no answer (" + r.Code + ")"
@@ -113,7 +117,7 @@ func (s *sender) send(ctx context.Context, user, route, method, url string, body
 			return answer{Err: err}
 		}
 		a = answer{Err: err}
-		rec.Status, rec.Code = 0, netErrorClass(err)
+		rec.Status, rec.Code, rec.Body = 0, netErrorClass(err), err.Error()
 		s.rec.add(rec)
 		return a
 	}
@@ -165,6 +169,8 @@ func netErrorClass(err error) string {
 		return "connection reset"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
+	case errors.Is(err, syscall.EPIPE):
+		return "broken pipe"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "connection closed"
 	}

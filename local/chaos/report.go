@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -9,6 +10,11 @@ import (
 	"strings"
 	"time"
 )
+
+// postgresOnly are the routes whose handlers call PostgreSQL and never
+// S3 (PresignParts does when no part numbers are listed; the workload
+// always lists them).
+var postgresOnly = map[string]bool{"POST create session": true, "POST presign parts": true, "GET moc": true, probeRoute: true}
 
 // percentile is the p-th percentile (0..100) of ds, nearest rank.
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -89,33 +95,77 @@ func (r *Result) WriteReport(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 
-	fmt.Fprintln(w, "| fault | window | requests that met it | not 2xx | p95 | max |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| fault | window | API requests that met it | not 2xx | p95 | max | presigned PUTs that met it | failed |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, f := range r.Faults {
 		var ds []time.Duration
-		bad := 0
+		bad, direct, directBad := 0, 0, 0
 		for _, rec := range r.Records {
-			if in, ok := r.met(rec); ok && in.Start.Equal(f.Start) {
-				ds = append(ds, rec.Dur)
+			if in, ok := r.met(rec); !ok || !in.Start.Equal(f.Start) {
+				continue
+			}
+			if rec.Direct {
+				direct++
 				if rec.Failed() {
-					bad++
+					directBad++
 				}
+				continue
+			}
+			ds = append(ds, rec.Dur)
+			if rec.Failed() {
+				bad++
 			}
 		}
 		name := f.Target + " " + string(f.Kind)
 		if f.Err != nil {
 			name += " (" + f.Err.Error() + ")"
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s |\n", name, f.Window, len(ds), bad, ms(percentile(ds, 95)), ms(percentile(ds, 100)))
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %d | %d |\n", name, f.Window, len(ds), bad, ms(percentile(ds, 95)), ms(percentile(ds, 100)), direct, directBad)
+	}
+	fmt.Fprintln(w)
+
+	// Requests whose handlers never call S3, while S3 was faulty: they are
+	// slow only when a request waiting on S3 holds what they need, such
+	// as a pooled database connection.
+	fmt.Fprintln(w, "| requests that call only PostgreSQL (create session, presign listed parts, GET moc, the probe's), by S3 fault met | requests | p95 | max |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	for _, f := range r.Faults {
+		if f.Target != TargetS3 {
+			continue
+		}
+		var ds []time.Duration
+		for _, rec := range r.Records {
+			if in, ok := r.met(rec); ok && in.Start.Equal(f.Start) && postgresOnly[rec.Route] {
+				ds = append(ds, rec.Dur)
+			}
+		}
+		fmt.Fprintf(w, "| s3 %s | %d | %s | %s |\n", f.Kind, len(ds), ms(percentile(ds, 95)), ms(percentile(ds, 100)))
+	}
+	fmt.Fprintln(w)
+
+	// The slowest requests to the API, with the fault each met: where the
+	// waits are, and what a deadline cut.
+	api := slices.DeleteFunc(slices.Clone(r.Records), func(rec Record) bool { return rec.Direct })
+	slices.SortStableFunc(api, func(a, b Record) int { return cmp.Compare(b.Dur, a.Dur) })
+	fmt.Fprintln(w, "| slowest API requests | fault met | answer | took |")
+	fmt.Fprintln(w, "|---|---|---|---:|")
+	for _, rec := range api[:min(len(api), 10)] {
+		fault := "none"
+		if f, ok := r.met(rec); ok {
+			fault = fmt.Sprintf("%s %s (sent %s it began)", f.Target, f.Kind, relative(rec.Start.Sub(f.Start)))
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", rec.Route, fault, rec.Outcome(), ms(rec.Dur))
 	}
 	fmt.Fprintln(w)
 
 	fmt.Fprintf(w, "Flows: %d (%d stopped by an answer, %d users' last flow after the faults failed). "+
 		"Acknowledged: %d parts or whole files, %d MOCs; %d differ or are missing. "+
 		"MOC files checked in S3: %d, missing: %d. Orphan rows: %d. Requests to the API over %s: %d. "+
+		"Requests calling only PostgreSQL over %s while S3 was faulty: %d. "+
 		"Answers of the API that were a 5xx other than 503 with Retry-After: %d.\n",
 		r.Flows, len(r.FlowsFailed), len(r.FinalErrors), r.Acks, r.Mocs, len(r.BytesErrors),
-		r.MocFilesChecked, len(r.MissingObjects), countOrphans(r.Orphans), c.Bound, len(r.Slow()), len(r.ServerErrors()))
+		r.MocFilesChecked, len(r.MissingObjects), countOrphans(r.Orphans), c.Bound, len(r.Slow()),
+		c.PostgresOnlyBound, len(r.HeldBack()), len(r.ServerErrors()))
 }
 
 // Findings lists, for each check that failed, what failed it, precisely
@@ -125,6 +175,7 @@ func (r *Result) Findings() map[string][]string {
 	out := map[string][]string{}
 	out[CheckNo500] = r.grouped(r.ServerErrors())
 	out[CheckDeadline] = r.grouped(r.Slow())
+	out[CheckHeldBack] = r.grouped(r.HeldBack())
 	out[CheckBytes] = r.BytesErrors[:min(len(r.BytesErrors), 10)]
 	for _, name := range slices.Sorted(maps.Keys(r.Orphans)) {
 		ids := r.Orphans[name]
@@ -197,10 +248,11 @@ const (
 	CheckNo500    = "no 500"
 	CheckOrphans  = "no orphans"
 	CheckRecovery = "recovery"
+	CheckHeldBack = "database free while S3 waits"
 )
 
 // Checks lists them.
-var Checks = []string{CheckBytes, CheckDeadline, CheckNo500, CheckOrphans, CheckRecovery}
+var Checks = []string{CheckBytes, CheckDeadline, CheckHeldBack, CheckNo500, CheckOrphans, CheckRecovery}
 
 func countOrphans(m map[string][]string) int {
 	n := 0

@@ -38,18 +38,26 @@ type Config struct {
 	Users int
 	Plan  Plan
 	// FunctionTimeout is each invocation's deadline, as Lambda gives it
-	// to the handler's context (template.yaml's Timeout; default 30 s).
-	// The local gateway sets none, so the run adds it, as AWS would.
+	// to the handler's context (template.yaml's Timeout): the local
+	// gateway's FunctionTimeout.
 	FunctionTimeout time.Duration
-	// NoInvocationDeadline leaves the requests' contexts without it, as
-	// the local gateway does today: the handlers then fall back on their
-	// own default, and the run shows what that costs.
+	// NoInvocationDeadline leaves the requests' contexts without it: the
+	// handlers then fall back on their own default, and the run shows
+	// what the invocation's deadline is worth.
 	NoInvocationDeadline bool
 	// Bound is the longest any request to the API may take, faults or
 	// not: the stack's own deadlines must answer (a retryable 503 at
 	// worst) before it. Requests over it fail the run. Default
 	// FunctionTimeout: past it, API Gateway would have cut the request.
 	Bound time.Duration
+	// PostgresOnlyBound is the longest a request whose handler never
+	// calls S3 may take while S3 is faulty (default 5 s, half the S3
+	// operation timeout): longer, and a request waiting on S3 held what
+	// it needed, such as one of the pool's few database connections.
+	PostgresOnlyBound time.Duration
+	// ProbeEvery is how often a prober reads one MOC, a request that calls
+	// only PostgreSQL, through the whole run (default 250 ms).
+	ProbeEvery time.Duration
 	// Settle is how long, after the last fault, the users get to finish
 	// their last flow.
 	Settle time.Duration
@@ -93,6 +101,18 @@ func (r *Result) Slow() []Record {
 	return out
 }
 
+// HeldBack are the requests that call only PostgreSQL, met a fault of S3
+// and took longer than PostgresOnlyBound.
+func (r *Result) HeldBack() []Record {
+	var out []Record
+	for _, rec := range r.Records {
+		if f, ok := r.met(rec); ok && f.Target == TargetS3 && postgresOnly[rec.Route] && rec.Dur > r.Config.PostgresOnlyBound {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
 // ServerErrors are the API's answers that break "no 500": any 5xx but a
 // 503 that says when to retry (Retry-After).
 func (r *Result) ServerErrors() []Record {
@@ -117,6 +137,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.Bound == 0 {
 		cfg.Bound = cfg.FunctionTimeout
+	}
+	if cfg.PostgresOnlyBound == 0 {
+		cfg.PostgresOnlyBound = 5 * time.Second
+	}
+	if cfg.ProbeEvery == 0 {
+		cfg.ProbeEvery = 250 * time.Millisecond
 	}
 	if cfg.ClientTimeout == 0 {
 		cfg.ClientTimeout = cfg.Bound + 10*time.Second
@@ -160,12 +186,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("start the stack: %w", err)
 	}
 	defer st.Close()
-	gw, err := st.Gateway(gateway.Options{PayloadLimits: true})
+	timeout := cfg.FunctionTimeout
+	if cfg.NoInvocationDeadline {
+		timeout = -1
+	}
+	gw, err := st.Gateway(gateway.Options{PayloadLimits: true, FunctionTimeout: timeout})
 	if err != nil {
 		return nil, err
-	}
-	if !cfg.NoInvocationDeadline {
-		gw = invocationDeadline(gw, cfg.FunctionTimeout)
 	}
 	api := httptest.NewServer(gw)
 	defer api.Close()
@@ -212,14 +239,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			u.run(runCtx, stop)
 		}()
 	}
+	prober := &user{id: "chaos-probe", api: api.URL, s: snd, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(len(users))))}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		prober.probe(runCtx, stop, cfg.ProbeEvery)
+	}()
 	wg.Wait()
 
+	users = append(users, prober) // its flows and MOC are checked like the others'
 	res := &Result{Config: cfg, Elapsed: time.Since(started), Records: rec.all(), Faults: faults, FinalErrors: map[string]string{}}
 	slices.SortFunc(res.Records, func(a, b Record) int { return a.Start.Compare(b.Start) })
 	for _, u := range users {
 		res.Flows += u.flows
 		res.FlowsFailed = append(res.FlowsFailed, u.failed...)
-		if u.finalErr != nil {
+		if u.finalErr != nil && u != prober {
 			res.FinalErrors[u.id] = u.finalErr.Error()
 		}
 	}
@@ -253,15 +287,4 @@ func verify(ctx context.Context, res *Result, users []*user, db *pgxpool.Pool, s
 	}
 	res.MissingObjects, res.MocFilesChecked, err = missingObjects(ctx, db, s3c, bucket)
 	return err
-}
-
-// invocationDeadline gives each request's context the deadline Lambda
-// gives an invocation of a function with this timeout; the handlers
-// derive their own deadlines from it, as in AWS.
-func invocationDeadline(h http.Handler, timeout time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		defer cancel()
-		h.ServeHTTP(w, r.WithContext(ctx))
-	})
 }

@@ -145,7 +145,8 @@ func TestResultVerdicts(t *testing.T) {
 	for i := range recs {
 		recs[i].Start = start
 	}
-	r := &Result{Config: Config{Bound: 25 * time.Second}, Records: recs}
+	r := &Result{Config: Config{Bound: 25 * time.Second, PostgresOnlyBound: 5 * time.Second}, Records: recs,
+		Faults: []Injected{{Fault: Fault{Target: TargetS3, Kind: Freeze}, Start: start.Add(-time.Second), End: start.Add(time.Minute)}}}
 	var got []string
 	for _, rec := range r.ServerErrors() {
 		got = append(got, rec.Outcome())
@@ -160,7 +161,12 @@ func TestResultVerdicts(t *testing.T) {
 	if want := []string{"200", "no answer (client timeout)"}; !slices.Equal(got, want) {
 		t.Fatalf("slow %v, want %v", got, want)
 	}
-	if f := r.Findings(); len(f[CheckNo500]) != 2 || len(f[CheckDeadline]) != 2 || len(f) != 2 {
+	// GET moc calls only PostgreSQL: 25 s of it during an S3 freeze is a
+	// request held back by one waiting on S3.
+	if held := r.HeldBack(); len(held) != 3 {
+		t.Fatalf("held back %v", held)
+	}
+	if f := r.Findings(); len(f[CheckNo500]) != 2 || len(f[CheckDeadline]) != 2 || len(f[CheckHeldBack]) != 2 || len(f) != 3 {
 		t.Fatalf("findings %v", f)
 	}
 }

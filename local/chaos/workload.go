@@ -369,3 +369,30 @@ func (u *user) run(ctx context.Context, stop <-chan struct{}) {
 		}
 	}
 }
+
+// probeRoute is the prober's request: GET /api/mocs/{id}, which calls
+// only PostgreSQL.
+const probeRoute = "GET moc (probe)"
+
+// probe makes one MOC, then reads it every interval until stop is
+// closed, once each, whatever the faults: a steady sample of requests
+// that call only PostgreSQL, so that one held back by requests waiting on
+// S3 shows however the users' steps happen to fall.
+func (u *user) probe(ctx context.Context, stop <-chan struct{}, every time.Duration) {
+	for len(u.mocs) == 0 {
+		if err := u.flow(ctx); err != nil && ctx.Err() != nil {
+			return
+		}
+	}
+	path := u.api + "/api/mocs/" + u.mocs[0].ID
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		u.s.send(ctx, u.id, probeRoute, "GET", path, nil, nil, u.id)
+	}
+}

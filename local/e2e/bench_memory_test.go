@@ -75,12 +75,15 @@ func TestProxiedUploadPeakMemory(t *testing.T) {
 // TestMemoryAfterConcurrentUploads: 50 clients at once, each its own user
 // with one 10 MiB PDF, PUT in two proxied 5 MiB parts and completed, to a
 // real moc-local (payload limits off). Afterwards the process must give
-// its memory back: its resident memory must come back within
-// settleMargin of what it was before the load, within settleWithin (the
-// Go runtime's forced collection every two minutes would do it
-// eventually; a process that sits at its peak until then does not count
-// as idle). It reports the peak (VmHWM), the resident memory right after
-// the load and how long it took to settle.
+// back what the load took beyond its soft memory limit: within
+// settleWithin, its resident memory must be within settleMargin of what it
+// was before the load. The margin is moc-local's default limit (80 MiB,
+// local/cmd/moc-local): the garbage of the last requests may stay in the
+// heap, up to the limit, until the runtime's next collection, which an
+// idle process only runs when it forces one (every 2 minutes). Without the
+// limit the process kept its whole peak (about 1.2 GB) for minutes. It
+// reports the peak (VmHWM), the resident memory right after the load and
+// how long it took to settle.
 //
 //	MOC_BENCH_MEMORY=1 go test -run TestMemoryAfterConcurrentUploads -v ./local/e2e
 func TestMemoryAfterConcurrentUploads(t *testing.T) {
@@ -90,7 +93,7 @@ func TestMemoryAfterConcurrentUploads(t *testing.T) {
 	const (
 		clients      = 50
 		fileSize     = 2 * benchPartSize
-		settleMargin = 32 * mib
+		settleMargin = 80 * mib
 		settleWithin = 30 * time.Second
 	)
 	m := startMocLocal(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -108,22 +109,44 @@ func TestFinalizeRoundTrips(t *testing.T) {
 	}
 }
 
-// gateBlob holds every ranged GET until release is closed, and counts the
-// callers waiting.
+// gateBlob holds every ranged GET, CreateMultipartUpload and
+// AbortMultipartUpload until release is closed, and counts the callers
+// waiting.
 type gateBlob struct {
 	upload.Blob
 	waiting atomic.Int32
 	release chan struct{}
 }
 
-func (g *gateBlob) ReadHead(ctx context.Context, key string, n int64) ([]byte, int64, error) {
+func (g *gateBlob) wait(ctx context.Context) error {
 	g.waiting.Add(1)
 	select {
 	case <-g.release:
+		return nil
 	case <-ctx.Done():
-		return nil, 0, ctx.Err()
+		return ctx.Err()
+	}
+}
+
+func (g *gateBlob) ReadHead(ctx context.Context, key string, n int64) ([]byte, int64, error) {
+	if err := g.wait(ctx); err != nil {
+		return nil, 0, err
 	}
 	return g.Blob.ReadHead(ctx, key, n)
+}
+
+func (g *gateBlob) CreateMultipartUpload(ctx context.Context, key, ct string) (string, error) {
+	if err := g.wait(ctx); err != nil {
+		return "", err
+	}
+	return g.Blob.CreateMultipartUpload(ctx, key, ct)
+}
+
+func (g *gateBlob) AbortMultipartUpload(ctx context.Context, key, id string) error {
+	if err := g.wait(ctx); err != nil {
+		return err
+	}
+	return g.Blob.AbortMultipartUpload(ctx, key, id)
 }
 
 // Finalize holds no database connection while it waits on S3: 20
@@ -242,5 +265,101 @@ func TestFinalizeGivesUpWhenTheSessionKeepsChanging(t *testing.T) {
 	}
 	if mocs != 0 {
 		t.Fatalf("%d MOCs made", mocs)
+	}
+}
+
+// Registering a file and aborting a session hold no database connection
+// while they wait on S3: 8 registrations and 8 aborts, of different
+// sessions, all reach S3 at once through the pool of 4 connections, none
+// holding one meanwhile, and then succeed.
+func TestRegisterAndAbortHoldNoConnectionOnS3(t *testing.T) {
+	const n = 8
+	pool := st.App.Service.Store.(*postgres.Store).Pool()
+	type session struct {
+		c  client
+		id string
+	}
+	var toRegister, toAbort []session
+	for i := range 2 * n {
+		c := newClient(t, fmt.Sprintf("%s-%d", userFor(t), i))
+		id := createSession(t, c, pdfDecl("a.pdf", 1000))
+		if i < n {
+			toRegister = append(toRegister, session{c, id})
+			continue
+		}
+		registerFile(t, c, id, pdfDecl("a.pdf", 1000)) // an open upload to abort
+		toAbort = append(toAbort, session{c, id})
+	}
+	gate := &gateBlob{release: make(chan struct{})}
+	withBlob(t, func(b upload.Blob) upload.Blob { gate.Blob = b; return gate })
+	results := make(chan func(), 2*n)
+	for _, s := range toRegister {
+		go func() {
+			r := s.c.json("POST", "/api/mocs/uploads/sessions/"+s.id+"/files", pdfDecl("b.pdf", 1000))
+			results <- func() { r.data(t, 201) }
+		}()
+	}
+	for _, s := range toAbort {
+		go func() {
+			r := s.c.json("DELETE", "/api/mocs/uploads/sessions/"+s.id, nil)
+			results <- func() {
+				if r.Status != 204 {
+					t.Errorf("abort: %d %s", r.Status, r.Raw)
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for gate.waiting.Load() < 2*n {
+		if time.Now().After(deadline) {
+			close(gate.release)
+			t.Fatalf("only %d of %d requests reached S3 at once: the others wait for a connection", gate.waiting.Load(), 2*n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	held := pool.Stat().AcquiredConns()
+	close(gate.release)
+	for range 2 * n {
+		(<-results)()
+	}
+	if held != 0 {
+		t.Fatalf("%d connections held while every request waits on S3", held)
+	}
+}
+
+// failingAbortBlob fails every AbortMultipartUpload as unreachable
+// storage.
+type failingAbortBlob struct{ upload.Blob }
+
+func (failingAbortBlob) AbortMultipartUpload(context.Context, string, string) error {
+	return fmt.Errorf("injected abort: %w", upload.ErrUnavailable)
+}
+
+// An abort whose S3 calls fail has cancelled the session all the same
+// (nothing more is recorded) and answers a retryable 503; aborting again
+// aborts the uploads left open.
+func TestAbortRetriedAfterStorageFailed(t *testing.T) {
+	c := newClient(t, userFor(t))
+	sessionID := createSession(t, c, pdfDecl("a.pdf", 1000))
+	f := registerFile(t, c, sessionID, pdfDecl("a.pdf", 1000))
+	fileID := f["fileId"].(string)
+	real := st.App.Service.Blob
+	withBlob(t, func(b upload.Blob) upload.Blob { return failingAbortBlob{b} })
+	d := c.json("DELETE", "/api/mocs/uploads/sessions/"+sessionID, nil).fail(t, 503, "S3_UNAVAILABLE")
+	if d["retryable"] != true {
+		t.Fatalf("details: %v", d)
+	}
+	c.put(partPath(sessionID, fileID, 1), pdfBytes(1000)).fail(t, 400, "SESSION_NOT_ACTIVE")
+
+	st.App.Service.Blob = real
+	if r := c.json("DELETE", "/api/mocs/uploads/sessions/"+sessionID, nil); r.Status != 204 {
+		t.Fatalf("abort again: %d %s", r.Status, r.Raw)
+	}
+	var uploadID, key string
+	if err := db.QueryRow(context.Background(), `SELECT upload_id, s3_key FROM upload_session_files WHERE id = $1`, fileID).Scan(&uploadID, &key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.App.Service.Blob.ListParts(context.Background(), key, uploadID); !errors.Is(err, upload.ErrNotFound) {
+		t.Fatalf("the upload is still open after the second abort: %v", err)
 	}
 }

@@ -21,9 +21,11 @@ type CORSConfig struct {
 // with X-Request-Id exposed as well (the old web client reads it).
 func TemplateCORS(origins []string) CORSConfig {
 	return CORSConfig{
-		AllowOrigins:  origins,
-		AllowMethods:  []string{"GET", "POST", "PUT", "DELETE", "OPTIONS"},
-		AllowHeaders:  []string{"Authorization", "Content-Type", "Content-MD5", "X-Correlation-Id"},
+		AllowOrigins: origins,
+		AllowMethods: []string{"GET", "POST", "PUT", "DELETE", "OPTIONS"},
+		// X-CSRF-Token: the old web client sends it when it has one; the
+		// service ignores it, but a preflight must allow it.
+		AllowHeaders:  []string{"Authorization", "Content-Type", "Content-MD5", "X-Correlation-Id", "X-CSRF-Token"},
 		ExposeHeaders: []string{"X-Correlation-Id", "X-Request-Id", "Retry-After"},
 		MaxAge:        600,
 	}

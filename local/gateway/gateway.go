@@ -131,7 +131,16 @@ type Options struct {
 	// without a CorsConfiguration. `make local` reads LOCAL_CORS_ORIGINS
 	// (default "*"; see ParseCORSOrigins).
 	CORSOrigins []string
+	// FunctionTimeout is the deadline each invocation's context gets, as
+	// Lambda gives one (the handlers derive the deadlines of their S3 and
+	// PostgreSQL calls from it). Zero: DefaultFunctionTimeout; negative:
+	// none.
+	FunctionTimeout time.Duration
 }
+
+// DefaultFunctionTimeout is template.yaml's Timeout of the HTTP functions
+// (Globals.Function.Timeout; functions/template_test.go checks they agree).
+const DefaultFunctionTimeout = 25 * time.Second
 
 // Handler is a Lambda handler for HTTP API payload 2.0 events.
 type Handler func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error)
@@ -167,7 +176,11 @@ func New(handlers map[string]Handler, opts Options) (http.Handler, error) {
 		if !ok {
 			return nil, fmt.Errorf("gateway: no handler for function %s", rt.Function)
 		}
-		mux.Handle(rt.RouteKey(), &route{Route: rt, handler: h, limits: opts.PayloadLimits})
+		timeout := opts.FunctionTimeout
+		if timeout == 0 {
+			timeout = DefaultFunctionTimeout
+		}
+		mux.Handle(rt.RouteKey(), &route{Route: rt, handler: h, limits: opts.PayloadLimits, timeout: timeout})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusNotFound, "Not Found")
@@ -182,6 +195,7 @@ type route struct {
 	httpapi.Route
 	handler Handler
 	limits  bool
+	timeout time.Duration // < 0: none
 }
 
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -225,7 +239,13 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	resp, err := rt.handler(r.Context(), ev)
+	ctx := r.Context()
+	if rt.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
+		defer cancel()
+	}
+	resp, err := rt.handler(ctx, ev)
 	if err != nil {
 		// What API Gateway answers when the function itself fails.
 		slog.Error("function failed", "function", rt.Function, "err", err)

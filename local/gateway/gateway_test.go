@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -293,7 +294,7 @@ func TestCORSPreflight(t *testing.T) {
 		want := map[string]string{
 			"Access-Control-Allow-Origin":  "*",
 			"Access-Control-Allow-Methods": "GET,POST,PUT,DELETE,OPTIONS",
-			"Access-Control-Allow-Headers": "authorization,content-type,content-md5,x-correlation-id",
+			"Access-Control-Allow-Headers": "authorization,content-type,content-md5,x-correlation-id,x-csrf-token",
 			"Access-Control-Max-Age":       "600",
 		}
 		if a.status != http.StatusNoContent || a.body != "" {
@@ -419,4 +420,38 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Each invocation's context has the function's deadline, as Lambda's
+// does: DefaultFunctionTimeout unless told, none when told a negative one.
+func TestFunctionTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		timeout time.Duration
+		want    time.Duration // 0: no deadline
+	}{{0, DefaultFunctionTimeout}, {3 * time.Second, 3 * time.Second}, {-1, 0}} {
+		deadlines := make(chan time.Duration, 1)
+		handlers := map[string]Handler{}
+		for _, rt := range httpapi.Routes {
+			handlers[rt.Function] = func(ctx context.Context, _ events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+				d, ok := ctx.Deadline()
+				left := time.Duration(0)
+				if ok {
+					left = time.Until(d)
+				}
+				deadlines <- left
+				return events.APIGatewayV2HTTPResponse{StatusCode: 200}, nil
+			}
+		}
+		gw, err := New(handlers, Options{FunctionTimeout: tc.timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(gw)
+		do(t, http.MethodPost, srv.URL+sessionPath, "application/json", []byte("{}"), nil)
+		srv.Close()
+		left := <-deadlines
+		if (tc.want == 0) != (left == 0) || left > tc.want || left < tc.want-5*time.Second {
+			t.Errorf("FunctionTimeout %v: %v left at the handler, want about %v", tc.timeout, left, tc.want)
+		}
+	}
 }

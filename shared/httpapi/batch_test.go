@@ -64,6 +64,10 @@ func (tx memTx) GetSession(_ context.Context, id, userID string, _ bool) (*uploa
 	return &sess, nil
 }
 
+func (tx memTx) ShareSession(ctx context.Context, id, userID string) (*upload.Session, error) {
+	return tx.GetSession(ctx, id, userID, false)
+}
+
 func (tx memTx) GetFile(_ context.Context, sessionID, id string, _ bool) (*upload.File, error) {
 	if sessionID != tx.s.file.SessionID || id != tx.s.file.ID {
 		return nil, fmt.Errorf("file %s: %w", id, upload.ErrNotFound)

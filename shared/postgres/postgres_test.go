@@ -148,6 +148,26 @@ func TestMigrateTwice(t *testing.T) {
 	}
 }
 
+// Migrate takes the URL the Store takes, pool parameters included, and
+// SchemaVersion reads what it applied.
+func TestMigrateWithPoolParameters(t *testing.T) {
+	t.Parallel()
+	url := postgresURL(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	url += sep + "pool_max_conns=2&pool_min_conns=1"
+	if err := Migrate(t.Context(), url); err != nil {
+		t.Fatal(err)
+	}
+	version, err := SchemaVersion(t.Context(), url)
+	files, _ := fs.Glob(embedded, "migrations/*.sql")
+	if err != nil || version != int64(len(files)) {
+		t.Errorf("SchemaVersion = %d, %v; want %d", version, err, len(files))
+	}
+}
+
 func TestMigrateConcurrently(t *testing.T) {
 	t.Parallel()
 	url := postgresURL(t)
@@ -598,6 +618,50 @@ func TestGetForUpdateBlocks(t *testing.T) {
 			})
 		})
 	}
+}
+
+// ShareSession's lock lets other sharers in and keeps FOR UPDATE out, and
+// the other way round.
+func TestShareSessionLock(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	sess := newSession(t, s, "u1")
+	share := func(tx upload.Tx) error {
+		_, err := tx.ShareSession(t.Context(), sess.ID, "u1")
+		return err
+	}
+	update := func(tx upload.Tx) error {
+		_, err := tx.GetSession(t.Context(), sess.ID, "u1", true)
+		return err
+	}
+	release := holdLock(t, s, share)
+	inTx(t, s, func(tx upload.Tx) error {
+		lockTimeout(t, tx, "100ms")
+		return share(tx)
+	})
+	err := txErr(t, s, func(tx upload.Tx) error {
+		lockTimeout(t, tx, "100ms")
+		return update(tx)
+	})
+	if sqlState(err) != "55P03" {
+		t.Errorf("FOR UPDATE while shared = %v, want a lock timeout (55P03)", err)
+	}
+	release(nil)
+
+	release = holdLock(t, s, update)
+	err = txErr(t, s, func(tx upload.Tx) error {
+		lockTimeout(t, tx, "100ms")
+		return share(tx)
+	})
+	if sqlState(err) != "55P03" {
+		t.Errorf("FOR SHARE while locked for update = %v, want a lock timeout (55P03)", err)
+	}
+	release(nil)
+	err = txErr(t, s, func(tx upload.Tx) error {
+		_, err := tx.ShareSession(t.Context(), sess.ID, "someone-else")
+		return err
+	})
+	wantErr(t, err, upload.ErrNotFound, "get session "+sess.ID)
 }
 
 // TestForUpdateWaitsAndReadsCommitted: a second locking read waits for the

@@ -68,12 +68,21 @@ func (t *tx) InsertSession(ctx context.Context, s *upload.Session) error {
 }
 
 func (t *tx) GetSession(ctx context.Context, id, userID string, forUpdate bool) (*upload.Session, error) {
+	return t.getSession(ctx, id, userID, forUpdateClause(forUpdate))
+}
+
+func (t *tx) ShareSession(ctx context.Context, id, userID string) (*upload.Session, error) {
+	return t.getSession(ctx, id, userID, " FOR SHARE")
+}
+
+// getSession reads a session with lockClause ("", " FOR UPDATE", " FOR SHARE").
+func (t *tx) getSession(ctx context.Context, id, userID, lockClause string) (*upload.Session, error) {
 	if !isUUID(id) {
 		return nil, notFound("get session", id)
 	}
 	var s upload.Session
 	err := t.tx.QueryRow(ctx, `SELECT `+sessionColumns+` FROM upload_sessions
-		WHERE id = $1 AND user_id = $2`+forUpdateClause(forUpdate), id, userID).Scan(
+		WHERE id = $1 AND user_id = $2`+lockClause, id, userID).Scan(
 		&s.ID, &s.UserID, &s.Status, &s.PartSizeBytes, &s.ExpiresAt, &s.FinalizedAt,
 		&s.FinalizingAt, &s.MocID, &s.CreatedAt, &s.UpdatedAt)
 	if err != nil {

@@ -20,9 +20,13 @@ type RegisteredFile struct {
 }
 
 // RegisterFile adds a file to an active session, opens its S3 multipart
-// upload and presigns a PUT of the whole file. The session row stays locked
-// meanwhile, so concurrent registrations cannot break the per-category
-// counts.
+// upload and presigns a PUT of the whole file. No transaction is open while
+// S3 is asked: the registration is checked (a refusal asks S3 nothing),
+// the upload is opened (and the object of a failed file of that name,
+// which this one replaces, deleted), then the file is inserted under the
+// session's lock after the same checks, so concurrent registrations cannot
+// break the per-category counts or take one name twice. An upload opened
+// for a registration that then loses is aborted.
 func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, spec FileSpec, sums *Checksums) (*RegisteredFile, error) {
 	errs := map[string]string{}
 	spec.fieldErrors("", errs)
@@ -40,62 +44,54 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 	if err := s.Limits.checkTypeAndSize(spec); err != nil {
 		return nil, err
 	}
-	var file *File
 	var sess *Session
-	err := s.Store.InTx(ctx, func(tx Tx) error {
-		var err error
-		if sess, err = s.sessionForWrite(ctx, tx, userID, sessionID, true); err != nil {
-			return err
+	var replaced *File
+	err := s.Store.InTx(ctx, func(tx Tx) (err error) {
+		sess, replaced, err = s.registrable(ctx, tx, userID, sessionID, spec, false)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if replaced != nil {
+		if err := s.Blob.DeleteObject(ctx, replaced.S3Key); err != nil {
+			return nil, storageError("delete replaced file", err)
 		}
-		files, err := tx.ListFiles(ctx, sessionID)
+	}
+	now := s.now()
+	id := s.NewID()
+	file := &File{
+		ID: id, SessionID: sessionID, Category: spec.Category, Name: spec.Name,
+		MimeType: spec.Type, Ext: spec.Ext, Size: spec.Size,
+		S3Key:     s.objectKey(userID, sess.ID, spec.Category, id, spec.Ext),
+		Status:    FilePending,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if sums != nil && (sums.MD5 != "" || sums.SHA256 != "") {
+		file.Metadata.Checksums = sums
+	}
+	if file.UploadID, err = s.Blob.CreateMultipartUpload(ctx, file.S3Key, file.MimeType); err != nil {
+		return nil, storageError("create multipart upload", err)
+	}
+	err = s.Store.InTx(ctx, func(tx Tx) error {
+		_, replaced, err := s.registrable(ctx, tx, userID, sessionID, spec, true)
 		if err != nil {
 			return err
 		}
-		specs := []FileSpec{spec}
-		for _, f := range files {
-			if f.Name == spec.Name {
-				if f.Status != FileFailed {
-					return duplicateName(spec.Name)
-				}
-				// A file finalize refused is replaced by registering its
-				// name again.
-				if err := s.deleteFile(ctx, tx, &f); err != nil {
-					return err
-				}
-				continue
+		if replaced != nil {
+			if err := tx.DeleteFile(ctx, replaced.SessionID, replaced.ID); err != nil {
+				return err
 			}
-			specs = append(specs, FileSpec{Category: f.Category})
 		}
-		if err := s.Limits.checkCounts(specs, false); err != nil {
-			return err
+		err = tx.InsertFile(ctx, file)
+		if errors.Is(err, ErrConflict) {
+			return duplicateName(spec.Name)
 		}
-		now := s.now()
-		id := s.NewID()
-		f := &File{
-			ID: id, SessionID: sessionID, Category: spec.Category, Name: spec.Name,
-			MimeType: spec.Type, Ext: spec.Ext, Size: spec.Size,
-			S3Key:     s.objectKey(userID, sess.ID, spec.Category, id, spec.Ext),
-			Status:    FilePending,
-			CreatedAt: now, UpdatedAt: now,
-		}
-		if sums != nil && (sums.MD5 != "" || sums.SHA256 != "") {
-			f.Metadata.Checksums = sums
-		}
-		if f.UploadID, err = s.Blob.CreateMultipartUpload(ctx, f.S3Key, f.MimeType); err != nil {
-			return storageError("create multipart upload", err)
-		}
-		if err := tx.InsertFile(ctx, f); err != nil {
-			// Nothing will ever use this upload: give its storage back.
-			_ = s.Blob.AbortMultipartUpload(context.WithoutCancel(ctx), f.S3Key, f.UploadID)
-			if errors.Is(err, ErrConflict) {
-				return duplicateName(spec.Name)
-			}
-			return err
-		}
-		file = f
-		return nil
+		return err
 	})
 	if err != nil {
+		// Nothing will ever use this upload: give its storage back.
+		_ = s.Blob.AbortMultipartUpload(context.WithoutCancel(ctx), file.S3Key, file.UploadID)
 		return nil, err
 	}
 	put, err := s.presignWholeFile(ctx, sess, file)
@@ -105,15 +101,35 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 	return &RegisteredFile{File: file, Upload: put}, nil
 }
 
-// deleteFile removes a file's row and its object.
-func (s *Service) deleteFile(ctx context.Context, tx Tx, f *File) error {
-	if err := tx.DeleteFile(ctx, f.SessionID, f.ID); err != nil {
-		return err
+// registrable checks that spec may be registered in the session: it takes
+// writes, has no other file of that name (a file finalize refused is
+// replaced by registering its name again: it is returned), and stays
+// within the per-category counts. lock locks the session's row.
+func (s *Service) registrable(ctx context.Context, tx Tx, userID, sessionID string, spec FileSpec, lock bool) (*Session, *File, error) {
+	sess, err := s.sessionForWrite(ctx, tx, userID, sessionID, lock)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := s.Blob.DeleteObject(ctx, f.S3Key); err != nil {
-		return storageError("delete replaced file", err)
+	files, err := tx.ListFiles(ctx, sessionID)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	var replaced *File
+	specs := []FileSpec{spec}
+	for _, f := range files {
+		if f.Name == spec.Name {
+			if f.Status != FileFailed {
+				return nil, nil, duplicateName(spec.Name)
+			}
+			replaced = &f
+			continue
+		}
+		specs = append(specs, FileSpec{Category: f.Category})
+	}
+	if err := s.Limits.checkCounts(specs, false); err != nil {
+		return nil, nil, err
+	}
+	return sess, replaced, nil
 }
 
 func duplicateName(name string) *Error {
@@ -193,8 +209,16 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 		// The part streamed without a lock: under the session's lock, check
 		// again that the session still takes writes and the file parts, so
 		// that nothing is recorded after an abort, a finalize or an expiry.
-		// This refusal is the final answer: a retry gets the same.
-		if _, err := s.sessionForWrite(ctx, tx, userID, sessionID, true); err != nil {
+		// This refusal is the final answer: a retry gets the same. A share
+		// lock: the parts of one session, from several clients at once,
+		// are recorded side by side (each file's own row lock orders its
+		// parts), while an abort or a finalize waits for them, and they
+		// for it.
+		sess, err := sessionOrNotFound(tx.ShareSession(ctx, sessionID, userID))
+		if err != nil {
+			return err
+		}
+		if err := s.checkWritable(sess); err != nil {
 			return err
 		}
 		f, err := getFile(ctx, tx, sessionID, fileID, true)

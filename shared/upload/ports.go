@@ -24,6 +24,11 @@ type Tx interface {
 	// GetSession finds a session of userID; forUpdate locks its row until
 	// the transaction ends (SELECT … FOR UPDATE).
 	GetSession(ctx context.Context, id, userID string, forUpdate bool) (*Session, error)
+	// ShareSession finds a session of userID and holds a share lock on its
+	// row until the transaction ends (SELECT … FOR SHARE): other sharers go
+	// on at once, and a forUpdate reader (an abort, a finalize's commit)
+	// waits for them, as they wait for it.
+	ShareSession(ctx context.Context, id, userID string) (*Session, error)
 	UpdateSession(ctx context.Context, s *Session) error
 
 	// InsertFile wraps ErrConflict when the session has a file of that name.

@@ -68,7 +68,11 @@ func (s *Service) checkWritable(sess *Session) error {
 }
 
 func getSession(ctx context.Context, tx Tx, userID, sessionID string, lock bool) (*Session, error) {
-	sess, err := tx.GetSession(ctx, sessionID, userID, lock)
+	return sessionOrNotFound(tx.GetSession(ctx, sessionID, userID, lock))
+}
+
+// sessionOrNotFound turns the store's ErrNotFound into the client's 404.
+func sessionOrNotFound(sess *Session, err error) (*Session, error) {
 	if errors.Is(err, ErrNotFound) {
 		return nil, Errorf(CodeNotFound, "upload session not found")
 	}

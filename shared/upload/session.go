@@ -226,19 +226,25 @@ func (s *Service) readSession(ctx context.Context, userID, sessionID string) (*S
 }
 
 // AbortSession cancels a session and aborts the multipart uploads of its
-// unfinished files. Aborting a cancelled session again is a no-op; an
+// unfinished files. Aborting a cancelled session again aborts any upload
+// still open (S3 answers NotFound for the others, which is fine); an
 // expired session may be aborted (that is its clean-up); a finalized one
 // may not.
 func (s *Service) AbortSession(ctx context.Context, userID, sessionID string) error {
-	return s.Store.InTx(ctx, func(tx Tx) error {
+	// The session is cancelled first, in a short transaction: from then on
+	// nothing more is recorded. The multipart uploads are aborted after,
+	// with no transaction open; when S3 cannot be reached the answer is a
+	// retryable 503, and aborting the cancelled session again aborts what
+	// is left.
+	var open []File
+	err := s.Store.InTx(ctx, func(tx Tx) error {
+		open = nil
 		sess, err := getSession(ctx, tx, userID, sessionID, true)
 		if err != nil {
 			return err
 		}
 		switch sess.Status {
-		case SessionCancelled:
-			return nil
-		case SessionActive:
+		case SessionCancelled, SessionActive:
 		default:
 			return s.checkWritable(sess)
 		}
@@ -247,15 +253,28 @@ func (s *Service) AbortSession(ctx context.Context, userID, sessionID string) er
 			return err
 		}
 		for _, f := range files {
-			if f.Status == FileCompleted || f.UploadID == "" {
-				continue
+			if f.Status != FileCompleted && f.UploadID != "" {
+				open = append(open, f)
 			}
-			if err := s.Blob.AbortMultipartUpload(ctx, f.S3Key, f.UploadID); err != nil && !errors.Is(err, ErrNotFound) {
-				return storageError("abort upload", err)
-			}
+		}
+		if sess.Status == SessionCancelled {
+			return nil
 		}
 		sess.Status = SessionCancelled
 		sess.UpdatedAt = s.now()
 		return tx.UpdateSession(ctx, sess)
 	})
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(open))
+	s.parallel(len(open), func(i int) {
+		if err := s.Blob.AbortMultipartUpload(ctx, open[i].S3Key, open[i].UploadID); err != nil && !errors.Is(err, ErrNotFound) {
+			errs[i] = err
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return storageError("abort upload", err)
+	}
+	return nil
 }

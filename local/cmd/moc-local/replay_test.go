@@ -30,6 +30,36 @@ func TestReplayUnknownFunctionListsTheNamesFirst(t *testing.T) {
 	}
 }
 
+// The functions replay cannot run (the authorizers, Migrate) are refused
+// before anything starts, saying why and what replays their samples,
+// rather than as unknown names or with an obscure failure on their events.
+func TestReplayNotReplayableSaysWhy(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "never")
+	t.Setenv("LOCAL_DATA_DIR", dataDir)
+	for fn, want := range map[string][]string{
+		"HttpAuthorizer": {"is an authorizer", "JWT_ISSUER", "TestBootstrapsUnderRIE/HttpAuthorizer", "events/HttpAuthorizer.json"},
+		"WsAuthorizer":   {"is an authorizer", "TestBootstrapsUnderRIE/WsAuthorizer"},
+		"Migrate":        {"custom resource", "ResponseURL", "make migrate", "TestBootstrapsUnderRIE/Migrate", "events/Migrate.json"},
+		"WsConnect":      {"WebSocket", "make local"},
+	} {
+		err := run(t.Context(), []string{"replay", "-fn", fn, "-event", "events/" + fn + ".json"})
+		if err == nil {
+			t.Fatalf("replay -fn %s: no error", fn)
+		}
+		if strings.Contains(err.Error(), "unknown function") {
+			t.Errorf("replay -fn %s: %q calls it unknown", fn, err)
+		}
+		for _, w := range append(want, "GetSession") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("replay -fn %s: %q does not say %q", fn, err, w)
+			}
+		}
+		if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+			t.Fatalf("replay -fn %s created %s: something started", fn, dataDir)
+		}
+	}
+}
+
 // seed and replay say which stack they join: the ports and the variables
 // that set them, or the URLs that replace them.
 func TestJoinBanner(t *testing.T) {
