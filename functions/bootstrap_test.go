@@ -45,6 +45,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/devstack/devstacktest"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/local/stacktest"
 	"github.com/mocbuilders/moc-upload/shared/auth/authtest"
@@ -441,24 +442,7 @@ func replayAsync(t *testing.T, ctx context.Context, fn *rieFunction, event []byt
 // functions' environment for them.
 func startSeededStack(t *testing.T, ctx context.Context) (*devstack.Stack, []string) {
 	t.Helper()
-	s3 := stacktest.S3(t)
-	vars := map[string]string{
-		"DATABASE_URL":          stacktest.Postgres(t),
-		"S3_ENDPOINT":           s3.Endpoint,
-		"S3_BUCKET":             s3.Bucket,
-		"AWS_ACCESS_KEY_ID":     s3.AccessKey,
-		"AWS_SECRET_ACCESS_KEY": s3.SecretKey,
-		"AWS_REGION":            s3.Region,
-		"STAGE":                 "dev", // the seed rows' keys start with dev/
-	}
-	st, err := devstack.Start(ctx, devstack.Options{Getenv: func(k string) string { return vars[k] }})
-	if err != nil {
-		t.Fatalf("start the stack: %v", err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Seed(ctx); err != nil {
-		t.Fatalf("seed: %v", err)
-	}
+	st, vars := devstacktest.Seeded(t, ctx)
 	// Only these, not the test's environment: a developer's UPLOAD_* or
 	// S3_PUBLIC_BASE_URL must not change what the functions do here.
 	env := []string{"PATH=" + os.Getenv("PATH")}

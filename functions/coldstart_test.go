@@ -2,6 +2,7 @@ package functions_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -27,13 +28,12 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/shared/auth/authtest"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
+	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 )
 
 // TestColdStartTracing measures what tracing adds to a function's cold
@@ -79,45 +79,19 @@ import (
 // tracing (OpenTelemetry's) is paid with tracing on or off (same binary),
 // and is not in the difference.
 func TestColdStartTracing(t *testing.T) {
-	if os.Getenv("MOC_BENCH_COLDSTART") != "1" {
-		t.Skip("a measurement: MOC_BENCH_COLDSTART=1 runs it (docs/benchmarks.md)")
-	}
-	n := 10
-	if v := os.Getenv("MOC_BENCH_COLDSTART_N"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			t.Fatalf("MOC_BENCH_COLDSTART_N=%q: want a whole number ≥ 1", v)
-		}
-	}
-	functions := []string{"GetSession", "Finalize"}
-	if v := os.Getenv("MOC_BENCH_COLDSTART_FUNCTIONS"); v != "" {
-		functions = strings.Split(v, ",")
-	}
-	root, err := stack.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, functions := coldStartSettings(t, []string{"GetSession", "Finalize"})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	rieBin, err := stack.ToolBinary(ctx, rieTool)
-	if err != nil {
-		t.Fatalf("the Lambda Runtime Interface Emulator: %v", err)
-	}
-	binDir := t.TempDir()
-	wrapper := writeWrapper(t, binDir)
-	// The in-process stack's own logs (the seed part's progress event
-	// dropped, …) are not what this test is about.
-	prevLog := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(func() { slog.SetDefault(prevLog) })
-	st, env := startSeededStack(t, ctx)
-	receiver := newSpanCounter(t)
-	samplePNG = samplePartBytes(t)
+	rig := newColdStartRig(t, ctx)
+	env := rig.env
+	traces := &telemetrytest.Receiver{}
+	receiver := httptest.NewServer(traces)
+	t.Cleanup(receiver.Close)
 
 	for _, function := range functions {
 		t.Run(function, func(t *testing.T) {
-			bootstrap := filepath.Join(binDir, function, "bootstrap")
-			if err := buildBootstrap(ctx, root, function, bootstrap); err != nil {
+			bootstrap := filepath.Join(rig.binDir, function, "bootstrap")
+			if err := buildBootstrap(ctx, rig.root, function, bootstrap); err != nil {
 				t.Fatal(err)
 			}
 			info, err := os.Stat(bootstrap)
@@ -137,50 +111,31 @@ func TestColdStartTracing(t *testing.T) {
 			for i := range 2 * n {
 				// off, on, on, off, off, on, …
 				mode := []string{"otel=off", "otel=on"}[(i+i/2)%2]
-				if err := st.Seed(ctx); err != nil {
-					t.Fatalf("seed again: %v", err)
-				}
-				if function == "Finalize" {
-					// What the replay's steps before Finalize do: the seed
-					// image's only part uploaded, so that it finalizes.
-					if _, err := st.App.Service.UploadPart(ctx, devstack.SeedUserID, devstack.SeedSessionID,
-						devstack.SeedImageFileID, 1, bytes.NewReader(samplePNG), int64(len(samplePNG)), ""); err != nil {
-						t.Fatalf("upload the seed image's part: %v", err)
-					}
-				}
-				exports := receiver.exports.Load()
-				cs := startCold(t, ctx, rieBin, wrapper, bootstrap, function, modes[mode], event, true, nil)
+				rig.reseed(t, ctx, function)
+				exports := traces.Exports()
+				cs := rig.startCold(t, ctx, bootstrap, function, modes[mode], event, true, nil)
 				if status == 0 {
 					status = cs.status
 				} else if cs.status != status {
 					t.Fatalf("%s start %d answered %d, the first start %d", mode, i, cs.status, status)
 				}
-				if mode == "otel=on" && receiver.exports.Load() == exports {
+				if mode == "otel=on" && traces.Exports() == exports {
 					t.Fatalf("tracing on, yet no export reached the receiver")
 				}
 				samples[mode] = append(samples[mode], cs)
 			}
 			// The package initialisation, once (the same in both modes).
 			var inittrace bytes.Buffer
-			startCold(t, ctx, rieBin, wrapper, bootstrap, function,
+			rig.startCold(t, ctx, bootstrap, function,
 				append(env[:len(env):len(env)], "MOC_COLDSTART_GODEBUG=inittrace=1"), event, true, &inittrace)
 			all, otelInit, otelPkgs := packageInit(inittrace.String())
 
 			t.Logf("%s: bootstrap %.1f MiB (%s/%s, -s -w); answers %d; %d starts of each mode, medians (min–max):",
 				function, float64(info.Size())/(1<<20), runtime.GOOS, runtime.GOARCH, status, n)
 			off, on := samples["otel=off"], samples["otel=on"]
-			for _, m := range []struct {
-				name string
-				of   func(coldStart) time.Duration
-			}{
-				{"init (to the first /next)", func(c coldStart) time.Duration { return c.init }},
-				{"first answer (init + invocation)", func(c coldStart) time.Duration { return c.first }},
-				{"warm invocation", func(c coldStart) time.Duration { return c.warm }},
-			} {
-				a, b := median(off, m.of), median(on, m.of)
-				t.Logf("  %-34s off %7.2f ms (%.2f–%.2f)   on %7.2f ms (%.2f–%.2f)   on − off %+.2f ms",
-					m.name, ms(a), ms(minOf(off, m.of)), ms(maxOf(off, m.of)),
-					ms(b), ms(minOf(on, m.of)), ms(maxOf(on, m.of)), ms(b-a))
+			for _, m := range []measure{initToNext, firstAnswer, warmInvocation} {
+				t.Logf("  %-34s off %s   on %s   on − off %+.2f ms",
+					m.name, spread(off, m.of), spread(on, m.of), ms(median(on, m.of)-median(off, m.of)))
 			}
 			t.Logf("  Go package init (GODEBUG=inittrace=1, one start): %.2f ms in all, %.2f ms in %d packages linked for tracing",
 				all, otelInit, otelPkgs)
@@ -196,9 +151,77 @@ func TestColdStartTracing(t *testing.T) {
 	}
 }
 
-// samplePNG is the seed image's bytes: events/UploadPart.json's body.
-var samplePNG []byte
+// coldStartSettings skips t unless MOC_BENCH_COLDSTART=1 (a measurement,
+// not a check), and reads how many starts to make of each mode or build
+// (MOC_BENCH_COLDSTART_N, default 10) and of which functions
+// (MOC_BENCH_COLDSTART_FUNCTIONS, comma-separated, default defaults).
+func coldStartSettings(t *testing.T, defaults []string) (n int, functions []string) {
+	t.Helper()
+	if os.Getenv("MOC_BENCH_COLDSTART") != "1" {
+		t.Skip("a measurement: MOC_BENCH_COLDSTART=1 runs it (docs/benchmarks.md)")
+	}
+	n = 10
+	if v := os.Getenv("MOC_BENCH_COLDSTART_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("MOC_BENCH_COLDSTART_N=%q: want a whole number ≥ 1", v)
+		}
+	}
+	functions = defaults
+	if v := os.Getenv("MOC_BENCH_COLDSTART_FUNCTIONS"); v != "" {
+		functions = strings.Split(v, ",")
+	}
+	return n, functions
+}
 
+// coldStartRig is what the cold starts are made with: the emulator, the
+// script it starts as the function (writeWrapper), a folder for the
+// bootstraps, and the seeded stack with the functions' environment.
+type coldStartRig struct {
+	root, rieBin, wrapper, binDir string
+	st                            *devstack.Stack
+	env                           []string
+	samplePNG                     []byte // the seed image's bytes
+}
+
+func newColdStartRig(t *testing.T, ctx context.Context) *coldStartRig {
+	t.Helper()
+	rig := &coldStartRig{binDir: t.TempDir()}
+	var err error
+	if rig.root, err = stack.RepoRoot(); err != nil {
+		t.Fatal(err)
+	}
+	if rig.rieBin, err = stack.ToolBinary(ctx, rieTool); err != nil {
+		t.Fatalf("the Lambda Runtime Interface Emulator: %v", err)
+	}
+	rig.wrapper = writeWrapper(t, rig.binDir)
+	// The in-process stack's own logs (the seed part's progress event
+	// dropped, …) are not what these tests are about.
+	prevLog := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { slog.SetDefault(prevLog) })
+	rig.st, rig.env = startSeededStack(t, ctx)
+	rig.samplePNG = samplePartBytes(t)
+	return rig
+}
+
+// reseed puts the sample rows back before a start and, for Finalize, does
+// what the replay's steps before it do: uploads the seed image's only
+// part, so that it finalizes. Every start then does the same work.
+func (rig *coldStartRig) reseed(t *testing.T, ctx context.Context, function string) {
+	t.Helper()
+	if err := rig.st.Seed(ctx); err != nil {
+		t.Fatalf("seed again: %v", err)
+	}
+	if function == "Finalize" {
+		if _, err := rig.st.App.Service.UploadPart(ctx, devstack.SeedUserID, devstack.SeedSessionID,
+			devstack.SeedImageFileID, 1, bytes.NewReader(rig.samplePNG), int64(len(rig.samplePNG)), ""); err != nil {
+			t.Fatalf("upload the seed image's part: %v", err)
+		}
+	}
+}
+
+// samplePartBytes is the seed image's bytes: events/UploadPart.json's body.
 func samplePartBytes(t *testing.T) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(eventsDir, "UploadPart.json"))
@@ -279,12 +302,12 @@ type coldStart struct {
 	phases map[string]float64
 }
 
-// startCold runs the emulator with the function (through wrapper, the
+// startCold runs the emulator with the function (through the wrapper, the
 // Runtime API proxied), invokes event twice (cold, then warm) and stops
 // it. apiResponse: the answer must be an API Gateway response (else any
 // answer will do: an authorizer's, an async function's). out, when not
 // nil, gets the emulator's and the function's output.
-func startCold(t *testing.T, ctx context.Context, rieBin, wrapper, bootstrap, function string, env []string, event []byte, apiResponse bool, out io.Writer) (cs coldStart) {
+func (rig *coldStartRig) startCold(t *testing.T, ctx context.Context, bootstrap, function string, env []string, event []byte, apiResponse bool, out io.Writer) (cs coldStart) {
 	t.Helper()
 	addr, apiAddr := freeAddr(t), freeAddr(t)
 	for apiAddr == addr {
@@ -293,7 +316,7 @@ func startCold(t *testing.T, ctx context.Context, rieBin, wrapper, bootstrap, fu
 	proxy := newRuntimeProxy(t, apiAddr)
 	defer proxy.Close()
 
-	cmd := exec.Command(rieBin, "--runtime-interface-emulator-address", addr, "--runtime-api-address", apiAddr, wrapper)
+	cmd := exec.Command(rig.rieBin, "--runtime-interface-emulator-address", addr, "--runtime-api-address", apiAddr, rig.wrapper)
 	cmd.Dir = filepath.Dir(bootstrap)
 	cmd.Env = append(env[:len(env):len(env)],
 		"AWS_LAMBDA_FUNCTION_NAME="+function,
@@ -426,35 +449,6 @@ func (p *runtimeProxy) firstNext() time.Time {
 	return time.Time{}
 }
 
-// spanCounter is an OTLP/HTTP (protobuf) trace receiver that counts what
-// it gets.
-type spanCounter struct {
-	*httptest.Server
-	exports, spans atomic.Int64
-}
-
-func newSpanCounter(t *testing.T) *spanCounter {
-	t.Helper()
-	c := &spanCounter{}
-	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		var msg collectortrace.ExportTraceServiceRequest
-		if err != nil || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &msg) != nil {
-			http.Error(w, "not an OTLP/HTTP protobuf trace export", http.StatusBadRequest)
-			return
-		}
-		for _, rs := range msg.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				c.spans.Add(int64(len(ss.Spans)))
-			}
-		}
-		c.exports.Add(1)
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
-	t.Cleanup(c.Close)
-	return c
-}
-
 // initLine is a line of GODEBUG=inittrace=1: "init <package> @<t> ms, <clock> ms clock, …".
 var initLine = regexp.MustCompile(`(?m)^init (\S+) @[0-9.]+ ms, ([0-9.]+) ms clock`)
 
@@ -496,14 +490,24 @@ func median(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
 	return (d[len(d)/2-1] + d[len(d)/2]) / 2
 }
 
-func minOf(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
-	return durations(cs, of)[0]
+// spread is the median of one measure over starts, with its min and max.
+func spread(cs []coldStart, of func(coldStart) time.Duration) string {
+	d := durations(cs, of)
+	return fmt.Sprintf("%7.2f ms (%.2f–%.2f)", ms(median(cs, of)), ms(d[0]), ms(d[len(d)-1]))
 }
 
-func maxOf(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
-	d := durations(cs, of)
-	return d[len(d)-1]
+// measure is one of a start's timings, as the tests log it.
+type measure struct {
+	name string
+	of   func(coldStart) time.Duration
 }
+
+var (
+	initToNext     = measure{"init (to the first /next)", func(c coldStart) time.Duration { return c.init }}
+	emulatorInit   = measure{"init (emulator's INIT REPORT)", func(c coldStart) time.Duration { return c.rieInit }}
+	firstAnswer    = measure{"first answer (init + invocation)", func(c coldStart) time.Duration { return c.first }}
+	warmInvocation = measure{"warm invocation", func(c coldStart) time.Duration { return c.warm }}
+)
 
 // TestColdStart measures the cold start of every function (every
 // replay of TestBootstrapsUnderRIE, or MOC_BENCH_COLDSTART_FUNCTIONS) as
@@ -522,51 +526,29 @@ func maxOf(cs []coldStart, of func(coldStart) time.Duration) time.Duration {
 // step. Skipped unless MOC_BENCH_COLDSTART=1 (docs/benchmarks.md "Cold
 // start and binary size").
 func TestColdStart(t *testing.T) {
-	if os.Getenv("MOC_BENCH_COLDSTART") != "1" {
-		t.Skip("a measurement: MOC_BENCH_COLDSTART=1 runs it (docs/benchmarks.md)")
-	}
-	n := 10
-	if v := os.Getenv("MOC_BENCH_COLDSTART_N"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			t.Fatalf("MOC_BENCH_COLDSTART_N=%q: want a whole number ≥ 1", v)
-		}
-	}
 	kinds := map[string]replay{}
-	var functions []string
+	var all []string
 	for _, r := range replays {
 		kinds[r.function] = r
-		functions = append(functions, r.function)
+		all = append(all, r.function)
 	}
-	if v := os.Getenv("MOC_BENCH_COLDSTART_FUNCTIONS"); v != "" {
-		functions = strings.Split(v, ",")
-	}
+	n, functions := coldStartSettings(t, all)
 	baseline := os.Getenv("MOC_BENCH_COLDSTART_BASELINE")
-	root, err := stack.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	rieBin, err := stack.ToolBinary(ctx, rieTool)
-	if err != nil {
-		t.Fatalf("the Lambda Runtime Interface Emulator: %v", err)
-	}
-	binDir := t.TempDir()
-	wrapper := writeWrapper(t, binDir)
-	prevLog := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(func() { slog.SetDefault(prevLog) })
-	st, env := startSeededStack(t, ctx)
+	rig := newColdStartRig(t, ctx)
 	iss := authtest.NewIssuer(t)
-	authEnv := []string{"PATH=" + os.Getenv("PATH"), "JWT_ISSUER=" + iss.URL, "JWT_AUDIENCE=" + sampleAudience}
-	samplePNG = samplePartBytes(t)
+	authEnv := []string{"PATH=" + os.Getenv("PATH"), "JWT_ISSUER=" + iss.URL, "JWT_AUDIENCE=" + sampleAudience,
+		"AUTH_COOKIE_NAME=" + sampleCookie}
 
 	for _, function := range functions {
 		t.Run(function, func(t *testing.T) {
 			kind := kinds[function]
-			builds := map[string]string{"current": filepath.Join(binDir, function, "bootstrap")}
-			if err := buildBootstrap(ctx, root, function, builds["current"]); err != nil {
+			if kind.customResource {
+				t.Skip("Migrate runs once per deploy, not on a request's path; its cold start answers a CloudFormation response URL (TestBootstrapsUnderRIE replays it)")
+			}
+			builds := map[string]string{"current": filepath.Join(rig.binDir, function, "bootstrap")}
+			if err := buildBootstrap(ctx, rig.root, function, builds["current"]); err != nil {
 				t.Fatal(err)
 			}
 			variants := []string{"current"}
@@ -585,26 +567,22 @@ func TestColdStart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fnEnv := env
-			if kind.authorizer {
+			fnEnv := rig.env
+			switch {
+			case kind.authorizer:
 				fnEnv = authEnv
 				event = withToken(t, event, iss.Token(t, devstack.SeedUserID, sampleAudience, nil))
+			case kind.cookieAuthorizer:
+				fnEnv = authEnv
+				event = withCookie(t, event, iss.Token(t, devstack.SeedUserID, sampleAudience, nil), "")
 			}
-			apiResponse := !kind.authorizer && !kind.async
+			apiResponse := !kind.authorizer && !kind.cookieAuthorizer && !kind.async
 			samples := map[string][]coldStart{}
 			var answer string // every start's, whichever build: the first's
 			answered := false
 			start := func(variant string, extraEnv ...string) coldStart {
-				if err := st.Seed(ctx); err != nil {
-					t.Fatalf("seed again: %v", err)
-				}
-				if function == "Finalize" {
-					if _, err := st.App.Service.UploadPart(ctx, devstack.SeedUserID, devstack.SeedSessionID,
-						devstack.SeedImageFileID, 1, bytes.NewReader(samplePNG), int64(len(samplePNG)), ""); err != nil {
-						t.Fatalf("upload the seed image's part: %v", err)
-					}
-				}
-				cs := startCold(t, ctx, rieBin, wrapper, builds[variant], function,
+				rig.reseed(t, ctx, function)
+				cs := rig.startCold(t, ctx, builds[variant], function,
 					append(fnEnv[:len(fnEnv):len(fnEnv)], extraEnv...), event, apiResponse, nil)
 				got := string(cs.answer)
 				if apiResponse {
@@ -624,10 +602,10 @@ func TestColdStart(t *testing.T) {
 			}
 			var inittrace bytes.Buffer
 			traced := func() coldStart {
-				if err := st.Seed(ctx); err != nil {
+				if err := rig.st.Seed(ctx); err != nil {
 					t.Fatal(err)
 				}
-				return startCold(t, ctx, rieBin, wrapper, builds["current"], function,
+				return rig.startCold(t, ctx, builds["current"], function,
 					append(fnEnv[:len(fnEnv):len(fnEnv)], "MOC_COLDSTART_GODEBUG=inittrace=1"), event, apiResponse, &inittrace)
 			}()
 			all, _, _ := packageInit(inittrace.String())
@@ -639,18 +617,10 @@ func TestColdStart(t *testing.T) {
 			}
 			t.Logf("%s: bootstrap %.2f MB (%s/%s); answers %s; %d starts of each build, medians (min–max):",
 				function, float64(info.Size())/1e6, runtime.GOOS, runtime.GOARCH, truncateAnswer(answer), n)
-			for _, m := range []struct {
-				name string
-				of   func(coldStart) time.Duration
-			}{
-				{"init (to the first /next)", func(c coldStart) time.Duration { return c.init }},
-				{"init (emulator's INIT REPORT)", func(c coldStart) time.Duration { return c.rieInit }},
-				{"first answer (init + invocation)", func(c coldStart) time.Duration { return c.first }},
-			} {
+			for _, m := range []measure{initToNext, emulatorInit, firstAnswer} {
 				line := fmt.Sprintf("  %-34s", m.name)
 				for _, v := range variants {
-					line += fmt.Sprintf("  %s %7.2f ms (%.2f–%.2f)", v, ms(median(samples[v], m.of)),
-						ms(minOf(samples[v], m.of)), ms(maxOf(samples[v], m.of)))
+					line += fmt.Sprintf("  %s %s", v, spread(samples[v], m.of))
 				}
 				t.Logf("%s", line)
 			}
@@ -684,20 +654,10 @@ func topInits(out string, k int) string {
 		v, _ := strconv.ParseFloat(m[2], 64)
 		all = append(all, pkg{m[1], v})
 	}
-	slices.SortFunc(all, func(a, b pkg) int { return cmpFloat(b.ms, a.ms) })
+	slices.SortFunc(all, func(a, b pkg) int { return cmp.Compare(b.ms, a.ms) })
 	var parts []string
 	for _, p := range all[:min(k, len(all))] {
 		parts = append(parts, fmt.Sprintf("%s %.2f", p.name, p.ms))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

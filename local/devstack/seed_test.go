@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/devstack/devstacktest"
 	"github.com/mocbuilders/moc-upload/local/stacktest"
 )
 
@@ -64,24 +64,7 @@ var notReplayedHere = map[string]string{
 // exists for, the body).
 func TestSampleEventsSucceedAfterSeed(t *testing.T) {
 	ctx := context.Background()
-	s3 := stacktest.S3(t)
-	vars := map[string]string{
-		"DATABASE_URL":          stacktest.Postgres(t),
-		"S3_ENDPOINT":           s3.Endpoint,
-		"S3_BUCKET":             s3.Bucket,
-		"AWS_ACCESS_KEY_ID":     s3.AccessKey,
-		"AWS_SECRET_ACCESS_KEY": s3.SecretKey,
-		"AWS_REGION":            s3.Region,
-		"STAGE":                 "dev", // the seed rows' keys start with dev/
-	}
-	st, err := devstack.Start(ctx, devstack.Options{Getenv: func(k string) string { return vars[k] }})
-	if err != nil {
-		t.Fatalf("start the stack: %v", err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Seed(ctx); err != nil {
-		t.Fatalf("seed: %v", err)
-	}
+	st, vars := devstacktest.Seeded(t, ctx)
 	// Seeding twice is how `make seed` renews the rows: it must work on its
 	// own rows, and leave them as the first time.
 	if err := st.Seed(ctx); err != nil {
@@ -121,42 +104,15 @@ func TestSampleEventsSucceedAfterSeed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var status int
+		var body string
 		switch r.kind {
 		case "http":
-			var ev events.APIGatewayV2HTTPRequest
-			if err := json.Unmarshal(raw, &ev); err != nil {
-				t.Fatalf("%s: %v", r.function, err)
-			}
-			h, err := st.App.LambdaHandler(r.function)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := h(ctx, ev)
-			if err != nil {
-				t.Fatalf("%s: %v", r.function, err)
-			}
-			if resp.StatusCode != r.status {
-				t.Fatalf("%s: status %d, want %d: %s", r.function, resp.StatusCode, r.status, resp.Body)
-			}
-			if r.function == "GetMoc" {
-				checkSeedMoc(t, resp.Body)
-			}
+			resp := replayEvent(t, ctx, r.function, raw, st.App.LambdaHandler)
+			status, body = resp.StatusCode, resp.Body
 		case "ws":
-			var ev events.APIGatewayWebsocketProxyRequest
-			if err := json.Unmarshal(raw, &ev); err != nil {
-				t.Fatalf("%s: %v", r.function, err)
-			}
-			h, err := st.App.WebSocketHandler(r.function)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := h(ctx, ev)
-			if err != nil {
-				t.Fatalf("%s: %v", r.function, err)
-			}
-			if resp.StatusCode != r.status {
-				t.Fatalf("%s: status %d, want %d: %s", r.function, resp.StatusCode, r.status, resp.Body)
-			}
+			resp := replayEvent(t, ctx, r.function, raw, st.App.WebSocketHandler)
+			status, body = resp.StatusCode, resp.Body
 		case "async":
 			h, err := st.App.AsyncHandler(r.function)
 			if err != nil {
@@ -165,8 +121,36 @@ func TestSampleEventsSucceedAfterSeed(t *testing.T) {
 			if _, err := h(ctx, raw); err != nil {
 				t.Fatalf("%s: %v", r.function, err)
 			}
+			continue
+		}
+		if status != r.status {
+			t.Fatalf("%s: status %d, want %d: %s", r.function, status, r.status, body)
+		}
+		if r.function == "GetMoc" {
+			checkSeedMoc(t, body)
 		}
 	}
+}
+
+// replayEvent decodes the sample event raw (JSON) as the event type of
+// the handler that handlerOf gives for function (an HTTP API's or a
+// WebSocket API's), runs it and returns its response; any error fails t.
+func replayEvent[E, R any](t *testing.T, ctx context.Context, function string, raw []byte,
+	handlerOf func(string) (func(context.Context, E) (R, error), error)) R {
+	t.Helper()
+	var ev E
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatalf("%s: %v", function, err)
+	}
+	h, err := handlerOf(function)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h(ctx, ev)
+	if err != nil {
+		t.Fatalf("%s: %v", function, err)
+	}
+	return resp
 }
 
 // checkSeedRows: the seed story's session has a completed image whose

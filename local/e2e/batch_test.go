@@ -6,7 +6,6 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"mime/multipart"
 	"net/http/httptest"
 	"net/textproto"
@@ -167,22 +166,6 @@ func sortedKeys[V any](m map[int]V) []int {
 	return ks
 }
 
-// readObject reads a completed file's object back from S3.
-func readObject(t *testing.T, fileID string) []byte {
-	t.Helper()
-	key, _ := fileUpload(t, fileID)
-	out, err := s3c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(st.Config.S3Bucket), Key: aws.String(key)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // BU-HP-001: a file of three parts (5 MiB, 5 MiB, remainder) in one batch:
 // 200 with three results in the order sent; the session shows the parts;
 // complete takes them and the object holds exactly the bytes sent.
@@ -237,7 +220,7 @@ func TestBatchUploadWholeFile(t *testing.T) {
 	if done["fileId"] != fileID || done["fileUrl"] == "" {
 		t.Fatalf("complete: %v", done)
 	}
-	if got := readObject(t, fileID); !bytes.Equal(got, data) {
+	if got := storedObject(t, fileID); !bytes.Equal(got, data) {
 		t.Fatalf("the object has %d bytes (MD5 %s), want the %d sent (MD5 %s)", len(got), md5hex(got), len(data), md5hex(data))
 	}
 	// A batch to the completed file is refused whole, nothing changes.
@@ -292,7 +275,7 @@ func TestBatchOneBadPart(t *testing.T) {
 			}
 			wantStored(t, fileID, map[int][]byte{1: parts[0], 2: parts[1], 3: parts[2]})
 			c.json("POST", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+fileID+"/complete", nil).data(t, 200)
-			if got := readObject(t, fileID); !bytes.Equal(got, data) {
+			if got := storedObject(t, fileID); !bytes.Equal(got, data) {
 				t.Fatalf("the object differs from what was sent (%d vs %d bytes)", len(got), len(data))
 			}
 		})

@@ -179,7 +179,7 @@ func benchFinalizeTracing(b *testing.B, setup *upload.Service, base string, tel 
 		restore()
 		body, _ := json.Marshal(map[string]any{"uploadSessionId": sessionID, "title": "Bench"})
 		settle()
-		before, cpu0 := traces.count(), processCPU()
+		before, cpu0 := traces.Count(), processCPU()
 		b.StartTimer()
 		if _, err := benchCall(base, user, "POST", "/api/mocs/uploads/finalize", "application/json", body, 201); err != nil {
 			b.Fatal(err)
@@ -191,7 +191,7 @@ func benchFinalizeTracing(b *testing.B, setup *upload.Service, base string, tel 
 		flushed += time.Since(start)
 		b.StopTimer()
 		cpu += processCPU() - cpu0
-		spans += traces.count() - before
+		spans += traces.Count() - before
 		if tel != nil && !logged {
 			b.Logf("the spans of one finalize, by name: %s", traces.histogram(before))
 			logged = true
@@ -225,11 +225,9 @@ func processCPU() time.Duration {
 
 // histogram counts the spans received since the n-th, by name.
 func (r *traceReceiver) histogram(n int) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	counts := map[string]int{}
-	for _, s := range r.spans[n:] {
-		counts[s.name]++
+	for _, s := range r.Spans()[n:] {
+		counts[s.Name]++
 	}
 	names := make([]string, 0, len(counts))
 	for name := range counts {
@@ -243,11 +241,4 @@ func (r *traceReceiver) histogram(n int) string {
 		fmt.Fprintf(&b, "%s×%d ", name, counts[name])
 	}
 	return strings.TrimSpace(b.String())
-}
-
-// count is how many spans the receiver has got so far.
-func (r *traceReceiver) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.spans)
 }

@@ -236,11 +236,7 @@ func benchMedianMS(ds []time.Duration) float64 {
 // benchmark run they would grow the heap by hundreds of MiB (each
 // PostToConnection is a span), making the process's GC ever slower. The
 // stack still makes and exports its spans. Benchmarks run after the tests.
-func benchForgetSpans() {
-	traces.mu.Lock()
-	defer traces.mu.Unlock()
-	traces.spans = nil
-}
+func benchForgetSpans() { traces.Forget() }
 
 // BenchmarkPostToConnection is one event posted to one connection through
 // the local WebSocket API's management API, what the part upload of

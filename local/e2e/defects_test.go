@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"slices"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/mocbuilders/moc-upload/local/faultnet"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/s3blob"
 	"github.com/mocbuilders/moc-upload/shared/upload"
@@ -177,37 +177,6 @@ func TestDefectNULInFinalize(t *testing.T) {
 	c.json("POST", "/api/mocs/uploads/finalize", map[string]any{"uploadSessionId": sessionID, "title": "Big Ship"}).data(t, 201)
 }
 
-// frozenListener accepts connections and never answers on them.
-func frozenListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
-
 // Defect 3: a frozen S3 does not hang the request: it ends at the call's
 // deadline with a retryable 503, and holds no row lock meanwhile.
 func TestDefectFrozenStorage(t *testing.T) {
@@ -218,7 +187,7 @@ func TestDefectFrozenStorage(t *testing.T) {
 	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", size))["fileId"].(string)
 
 	frozen, err := s3blob.New(context.Background(), s3blob.Config{
-		Bucket: st.Config.S3Bucket, Endpoint: frozenListener(t), Region: st.Config.S3Region,
+		Bucket: st.Config.S3Bucket, Endpoint: "http://" + faultnet.Silent(t).String(), Region: st.Config.S3Region,
 		AccessKeyID: "k", SecretAccessKey: "s", OperationTimeout: 300 * time.Millisecond, TransferTimeout: 300 * time.Millisecond,
 	})
 	if err != nil {
@@ -228,67 +197,13 @@ func TestDefectFrozenStorage(t *testing.T) {
 	st.App.Service.Blob = frozen
 	t.Cleanup(func() { st.App.Service.Blob = real })
 
-	done := make(chan response, 1)
-	go func() { done <- c.put(partPath(sessionID, fileID, 1), pdf) }()
-	select {
-	case r := <-done:
-		details := r.fail(t, 503, "S3_UNAVAILABLE")
-		if details["retryable"] != true || r.Header.Get("Retry-After") == "" {
-			t.Errorf("details %v, Retry-After %q: want retryable with Retry-After", details, r.Header.Get("Retry-After"))
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the upload still waits on a frozen S3 after a minute")
+	r := faultnet.ReturnsWithin(t, time.Minute, func() response { return c.put(partPath(sessionID, fileID, 1), pdf) })
+	details := r.fail(t, 503, "S3_UNAVAILABLE")
+	if details["retryable"] != true || r.Header.Get("Retry-After") == "" {
+		t.Errorf("details %v, Retry-After %q: want retryable with Retry-After", details, r.Header.Get("Retry-After"))
 	}
 	st.App.Service.Blob = real
 	c.put(partPath(sessionID, fileID, 1), pdf).data(t, 200)
-}
-
-// cutProxy forwards TCP connections to target until cut: then every
-// connection is closed and new ones are refused, as when the database
-// goes away.
-type cutProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(s, c); s.Close() }()
-			go func() { _, _ = io.Copy(c, s); c.Close() }()
-		}
-	}()
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *cutProxy) cut() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }
 
 // Defect 4: when the database is gone every route answers the retryable
@@ -301,8 +216,8 @@ func TestDefectDatabaseOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newCutProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
+	p := faultnet.NewProxy(t, u.Host)
+	u.Host = p.Addr()
 	store, err := postgres.Open(context.Background(), u.String())
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +228,7 @@ func TestDefectDatabaseOutage(t *testing.T) {
 	t.Cleanup(func() { st.App.Service.Store = real })
 	c.json("GET", "/api/mocs/uploads/sessions/"+sessionID, nil).data(t, 200)
 
-	p.cut()
+	p.Cut()
 	for name, call := range map[string]func() response{
 		"get session": func() response { return c.json("GET", "/api/mocs/uploads/sessions/"+sessionID, nil) },
 		"create session": func() response {

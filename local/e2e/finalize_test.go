@@ -363,3 +363,51 @@ func TestAbortRetriedAfterStorageFailed(t *testing.T) {
 		t.Fatalf("the upload is still open after the second abort: %v", err)
 	}
 }
+
+// inFlightBlob plays a concurrent finalize completing the upload while
+// this one checks the file: the first ListParts completes the upload
+// itself and answers as S3 does once it has (NoSuchUpload), and the first
+// ranged GET does not see the object yet.
+type inFlightBlob struct {
+	upload.Blob
+	t              *testing.T
+	listed, peeked atomic.Bool
+}
+
+func (b *inFlightBlob) ListParts(ctx context.Context, key, id string) ([]upload.StoredPart, error) {
+	if b.listed.Swap(true) {
+		return b.Blob.ListParts(ctx, key, id)
+	}
+	parts, err := b.Blob.ListParts(ctx, key, id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	cps := make([]upload.CompletedPart, len(parts))
+	for i, p := range parts {
+		cps[i] = upload.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag}
+	}
+	if err := b.Blob.CompleteMultipartUpload(ctx, key, id, cps); err != nil {
+		b.t.Fatal(err)
+	}
+	return nil, fmt.Errorf("injected NoSuchUpload: %w", upload.ErrNotFound)
+}
+
+func (b *inFlightBlob) ReadHead(ctx context.Context, key string, n int64) ([]byte, int64, error) {
+	if !b.peeked.Swap(true) {
+		return nil, 0, fmt.Errorf("injected NoSuchKey: %w", upload.ErrNotFound)
+	}
+	return b.Blob.ReadHead(ctx, key, n)
+}
+
+// A file whose upload another request completes while finalize checks it
+// (neither the upload nor the object visible for a moment) is not called
+// missing: finalize starts over and finds the object.
+func TestFinalizeFileCompletedMeanwhile(t *testing.T) {
+	c := newClient(t, userFor(t))
+	pdf := pdfBytes(1000)
+	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
+	f := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))
+	uploadAll(t, c, sessionID, f["fileId"].(string), pdf)
+	withBlob(t, func(b upload.Blob) upload.Blob { return &inFlightBlob{Blob: b, t: t} })
+	finalizeAndCheckBytes(t, c, sessionID, "Meanwhile", map[string][]byte{f["fileId"].(string): pdf})
+}

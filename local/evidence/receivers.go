@@ -1,21 +1,16 @@
 package evidence
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	"google.golang.org/protobuf/proto"
-
+	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 	"github.com/mocbuilders/moc-upload/shared/webhook"
 )
 
@@ -27,10 +22,10 @@ import (
 type receiver struct {
 	*httptest.Server
 	secret string
+	traces telemetrytest.Receiver
 
 	mu         sync.Mutex
 	deliveries []delivery
-	spans      []span
 }
 
 type delivery struct {
@@ -41,14 +36,6 @@ type delivery struct {
 	Verified error
 }
 
-type span struct {
-	Name, TraceID, SpanID, ParentID string
-	Kind                            int32
-	Start, End                      time.Time
-	Attrs                           map[string]string
-	Status                          string
-}
-
 func newReceiver(secret string) *receiver {
 	r := &receiver{secret: secret}
 	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
@@ -56,32 +43,13 @@ func newReceiver(secret string) *receiver {
 }
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path == "/v1/traces" {
+		r.traces.ServeHTTP(w, req)
+		return
+	}
 	body, err := io.ReadAll(req.Body)
 	if err != nil || req.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusBadRequest)
-		return
-	}
-	if req.URL.Path == "/v1/traces" {
-		var msg collectortrace.ExportTraceServiceRequest
-		if err := proto.Unmarshal(body, &msg); err != nil {
-			http.Error(w, "not an OTLP/HTTP protobuf trace export", http.StatusBadRequest)
-			return
-		}
-		r.mu.Lock()
-		for _, rs := range msg.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					r.spans = append(r.spans, span{
-						Name: s.Name, TraceID: hex.EncodeToString(s.TraceId), SpanID: hex.EncodeToString(s.SpanId),
-						ParentID: hex.EncodeToString(s.ParentSpanId), Kind: int32(s.Kind),
-						Start: time.Unix(0, int64(s.StartTimeUnixNano)), End: time.Unix(0, int64(s.EndTimeUnixNano)),
-						Attrs: attrs(s.Attributes), Status: s.GetStatus().GetCode().String(),
-					})
-				}
-			}
-		}
-		r.mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-protobuf")
 		return
 	}
 	d := delivery{At: time.Now().UTC(), Path: req.URL.Path, Header: req.Header.Clone(), Body: body}
@@ -90,26 +58,6 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.deliveries = append(r.deliveries, d)
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func attrs(kvs []*commonpb.KeyValue) map[string]string {
-	m := map[string]string{}
-	for _, kv := range kvs {
-		v := kv.GetValue()
-		switch x := v.GetValue().(type) {
-		case *commonpb.AnyValue_StringValue:
-			m[kv.Key] = x.StringValue
-		case *commonpb.AnyValue_IntValue:
-			m[kv.Key] = fmt.Sprint(x.IntValue)
-		case *commonpb.AnyValue_BoolValue:
-			m[kv.Key] = fmt.Sprint(x.BoolValue)
-		case *commonpb.AnyValue_DoubleValue:
-			m[kv.Key] = fmt.Sprint(x.DoubleValue)
-		default:
-			m[kv.Key] = v.String()
-		}
-	}
-	return m
 }
 
 // deliveriesFor are the deliveries whose payload names mocID.
@@ -134,40 +82,16 @@ func (r *receiver) allDeliveries() []delivery {
 	return append([]delivery(nil), r.deliveries...)
 }
 
-// trace is the trace holding a span named name whose attribute key is
-// value, its spans in start order; nil when none came yet.
-func (r *receiver) trace(name, key, value string) []span {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	id := ""
-	for _, s := range r.spans {
-		if s.Name == name && s.Attrs[key] == value {
-			id = s.TraceID
-		}
-	}
-	if id == "" {
-		return nil
-	}
-	var out []span
-	for _, s := range r.spans {
-		if s.TraceID == id {
-			out = append(out, s)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
-	return out
-}
-
 // spanTree renders spans as an indented tree (children under their
 // parent, in start order) with each span's duration, offset from the
 // root's start, kind and the attributes worth reading.
-func spanTree(spans []span) string {
-	byParent := map[string][]span{}
+func spanTree(spans []telemetrytest.Span) string {
+	byParent := map[string][]telemetrytest.Span{}
 	ids := map[string]bool{}
 	for _, s := range spans {
 		ids[s.SpanID] = true
 	}
-	var roots []span
+	var roots []telemetrytest.Span
 	for _, s := range spans {
 		if s.ParentID == "" || !ids[s.ParentID] {
 			roots = append(roots, s)
@@ -180,8 +104,8 @@ func spanTree(spans []span) string {
 	}
 	t0 := roots[0].Start
 	var b strings.Builder
-	var walk func(s span, depth int)
-	walk = func(s span, depth int) {
+	var walk func(s telemetrytest.Span, depth int)
+	walk = func(s telemetrytest.Span, depth int) {
 		fmt.Fprintf(&b, "%s%s  [%s, +%s … +%s, %s, status %s]%s\n", strings.Repeat("  ", depth), s.Name, kindName(s.Kind),
 			ms(s.Start.Sub(t0)), ms(s.End.Sub(t0)), ms(s.End.Sub(s.Start)), strings.TrimPrefix(s.Status, "STATUS_CODE_"), attrList(s.Attrs))
 		for _, c := range byParent[s.SpanID] {

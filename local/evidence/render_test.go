@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 )
 
 func TestSpanTreeNestsChildrenUnderParents(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	spans := []span{
+	spans := []telemetrytest.Span{
 		{Name: "POST /api/mocs/uploads/finalize", SpanID: "a", Kind: 2, Start: t0, End: t0.Add(10 * time.Millisecond), Status: "STATUS_CODE_UNSET",
 			Attrs: map[string]string{"http.route": "/api/mocs/uploads/finalize", "net.peer.port": "1"}},
 		{Name: "moc.upload.finalize", SpanID: "b", ParentID: "a", Kind: 1, Start: t0.Add(time.Millisecond), End: t0.Add(9 * time.Millisecond),

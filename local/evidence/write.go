@@ -30,6 +30,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 )
 
 // hookSecret signs the run's webhooks: the fixed test secret of `make
@@ -299,13 +300,13 @@ func poll(ctx context.Context, d time.Duration, check func() bool) bool {
 
 // flushTrace flushes the stack's exporter and waits for the trace of the
 // finalize span with mocId, with want span names in it.
-func (r *run) flushTrace(mocID string, want ...string) []span {
-	var spans []span
+func (r *run) flushTrace(mocID string, want ...string) []telemetrytest.Span {
+	var spans []telemetrytest.Span
 	poll(r.ctx, 15*time.Second, func() bool {
 		fctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 		_ = r.st.Telemetry.Flush(fctx)
 		cancel()
-		spans = r.rcv.trace("moc.upload.finalize", "mocId", mocID)
+		spans = r.rcv.traces.Trace("moc.upload.finalize", "mocId", mocID)
 		for _, w := range want {
 			found := false
 			for _, s := range spans {
@@ -560,7 +561,7 @@ func (r *run) traced() (*step, error) {
 		what: "The stack exports its spans over OTLP/HTTP to the run's receiver. The trace of TH-HP-001's finalize: the HTTP API's server span, moc.upload.finalize, its validate.session, validate.files (one validate.file per file), create.moc and create.files, the database and S3 calls under them, and the follow-up work."}
 	spans := r.flushTrace(r.thumbMoc, "validate.session", "validate.files", "create.moc")
 	s.extra = append(s.extra, block{"Spans (name [kind, start … end from the root, duration, status] attributes)", "text", spanTree(spans)})
-	var fin *span
+	var fin *telemetrytest.Span
 	for i := range spans {
 		if spans[i].Name == "moc.upload.finalize" {
 			fin = &spans[i]
@@ -571,7 +572,7 @@ func (r *run) traced() (*step, error) {
 		return s, nil
 	}
 	children := map[string]int{}
-	var parent *span
+	var parent *telemetrytest.Span
 	for i, sp := range spans {
 		if sp.ParentID == fin.SpanID {
 			children[sp.Name]++
@@ -613,8 +614,8 @@ func (r *run) parallelValidation() (*step, error) {
 	}
 	s.check(x.Status == 201, "finalize 201 (got %d)", x.Status)
 	spans := r.flushTrace(str(x.Parsed, "data.id"), "validate.files", "validate.file")
-	var files6 []span
-	var tree []span
+	var files6 []telemetrytest.Span
+	var tree []telemetrytest.Span
 	for _, sp := range spans {
 		if sp.Name == "validate.file" || sp.Name == "validate.files" || sp.Name == "moc.upload.finalize" {
 			tree = append(tree, sp)

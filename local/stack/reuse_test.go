@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mocbuilders/moc-upload/local/faultnet"
 )
 
 // impostor is a program on a port where the stack looks for one of its
@@ -22,28 +24,7 @@ type impostor struct {
 
 var impostors = []impostor{
 	{"silent", func(t *testing.T) int {
-		// Accepts and never answers: the hang `make local` had.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var conns []net.Conn
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				conns = append(conns, c)
-			}
-		}()
-		t.Cleanup(func() {
-			ln.Close()
-			for _, c := range conns {
-				c.Close()
-			}
-		})
-		return ln.Addr().(*net.TCPAddr).Port
+		return faultnet.Silent(t).Port // the hang `make local` had
 	}, "accepts connections but answers neither PostgreSQL nor HTTP"},
 	{"web page", func(t *testing.T) int {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -64,23 +45,11 @@ var impostors = []impostor{
 		return srv.Listener.Addr().(*net.TCPAddr).Port
 	}, "an HTTP server answering 404 Not Found (content-type: application/json)"},
 	{"greeter", func(t *testing.T) int {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
-				time.Sleep(100 * time.Millisecond) // let the client read it before the close
-				c.Close()
-			}
-		}()
-		t.Cleanup(func() { ln.Close() })
-		return ln.Addr().(*net.TCPAddr).Port
+		return faultnet.Serve(t, func(c net.Conn) {
+			defer c.Close()
+			_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
+			time.Sleep(100 * time.Millisecond) // let the client read it before the close
+		}).Port
 	}, `a server that greets with "SSH-2.0-OpenSSH_9.2"`},
 }
 

@@ -3,98 +3,17 @@ package postgres
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mocbuilders/moc-upload/local/faultnet"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
-// tcpProxy forwards connections to a server until it is stopped (the
-// server is gone: every connection is cut, new ones are refused) or frozen
-// (connections stay open and nothing more passes, as with a stopped
-// process or a black-holed network).
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	frozen chan struct{}
-}
-
-func newTCPProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, frozen: make(chan struct{})}
-	go p.serve()
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *tcpProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		go p.pipe(c, s)
-		go p.pipe(s, c)
-	}
-}
-
-// pipe copies src to dst until the proxy freezes; then it holds both open.
-func (p *tcpProxy) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		select {
-		case <-p.frozen:
-			return // what arrives now is dropped
-		default:
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				dst.Close()
-			}
-			return
-		}
-	}
-}
-
-func (p *tcpProxy) freeze() { close(p.frozen) }
-
-func (p *tcpProxy) stop() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 // proxied migrates a fresh database and opens a Store on it through a
-// tcpProxy; query adds parameters to the URL.
-func proxied(t *testing.T, query string) (*Store, *tcpProxy) {
+// proxy that can be cut or frozen; query adds parameters to the URL.
+func proxied(t *testing.T, query string) (*Store, *faultnet.Proxy) {
 	t.Helper()
 	raw := postgresURL(t)
 	if err := Migrate(t.Context(), raw); err != nil {
@@ -104,8 +23,8 @@ func proxied(t *testing.T, query string) (*Store, *tcpProxy) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newTCPProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
+	p := faultnet.NewProxy(t, u.Host)
+	u.Host = p.Addr()
 	if query != "" {
 		q := u.Query()
 		extra, _ := url.ParseQuery(query)
@@ -120,22 +39,6 @@ func proxied(t *testing.T, query string) (*Store, *tcpProxy) {
 	}
 	t.Cleanup(s.Close)
 	return s, p
-}
-
-// returnsWithin fails the test when call has not returned by limit: a
-// wait on a dead or frozen database that never ends is the bug. The limit
-// bounds the test; it is not a measurement.
-func returnsWithin(t *testing.T, limit time.Duration, call func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- call() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(limit):
-		t.Fatalf("still waiting on the database after %s", limit)
-		return nil
-	}
 }
 
 // wantUnavailable checks that err is the database's unavailability, which
@@ -157,8 +60,8 @@ func TestDatabaseGone(t *testing.T) {
 	t.Parallel()
 	s, p := proxied(t, "")
 	sess := newSession(t, s, "u1")
-	p.stop()
-	err := returnsWithin(t, time.Minute, func() error {
+	p.Cut()
+	err := faultnet.ReturnsWithin(t, time.Minute, func() error {
 		return s.InTx(t.Context(), func(tx upload.Tx) error {
 			_, err := tx.GetSession(t.Context(), sess.ID, "u1", true)
 			return err
@@ -166,7 +69,7 @@ func TestDatabaseGone(t *testing.T) {
 	})
 	wantUnavailable(t, err)
 	// The pool holds no connection now: the next one is refused.
-	err = returnsWithin(t, time.Minute, func() error {
+	err = faultnet.ReturnsWithin(t, time.Minute, func() error {
 		return s.InTx(t.Context(), func(upload.Tx) error { return nil })
 	})
 	wantUnavailable(t, err)
@@ -179,11 +82,11 @@ func TestDatabaseFrozen(t *testing.T) {
 	sess := newSession(t, s, "u1")
 	// Cut the frozen connections before the pool closes (cleanups run
 	// last first), or closing waits out pgx's 15 s for each.
-	t.Cleanup(p.stop)
-	p.freeze()
+	t.Cleanup(p.Cut)
+	p.Freeze()
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
-	err := returnsWithin(t, time.Minute, func() error {
+	err := faultnet.ReturnsWithin(t, time.Minute, func() error {
 		return s.InTx(ctx, func(tx upload.Tx) error {
 			_, err := tx.GetSession(ctx, sess.ID, "u1", false)
 			return err
@@ -211,7 +114,7 @@ func TestLockTimeout(t *testing.T) {
 		})
 	}()
 	<-locked
-	err := returnsWithin(t, time.Minute, func() error {
+	err := faultnet.ReturnsWithin(t, time.Minute, func() error {
 		return s.InTx(t.Context(), func(tx upload.Tx) error {
 			_, err := tx.GetSession(t.Context(), sess.ID, "u1", true)
 			return err
@@ -293,11 +196,11 @@ func TestUnavailableLeavesOtherErrors(t *testing.T) {
 func TestRollbackOnFrozenDatabaseIsBounded(t *testing.T) {
 	t.Parallel()
 	s, p := proxied(t, "")
-	t.Cleanup(p.stop)
+	t.Cleanup(p.Cut)
 	boom := errors.New("storage failed")
-	err := returnsWithin(t, time.Minute, func() error {
+	err := faultnet.ReturnsWithin(t, time.Minute, func() error {
 		return s.InTx(context.Background(), func(upload.Tx) error {
-			p.freeze()
+			p.Freeze()
 			return boom
 		})
 	})

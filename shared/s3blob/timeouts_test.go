@@ -5,72 +5,25 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mocbuilders/moc-upload/local/faultnet"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
-// frozenS3 is a store that accepts connections and never answers, as a
-// stopped process or a black-holed proxy behaves. It returns its endpoint.
-func frozenS3(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // held open, never read or written
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
-
+// frozenBlob is a Blob on a store that accepts connections and never
+// answers, as a stopped process or a black-holed proxy behaves.
 func frozenBlob(t *testing.T, cfg Config) *Blob {
 	t.Helper()
-	cfg.Bucket, cfg.Endpoint = "frozen", frozenS3(t)
+	cfg.Bucket, cfg.Endpoint = "frozen", "http://"+faultnet.Silent(t).String()
 	cfg.AccessKeyID, cfg.SecretAccessKey = "key", "secret"
 	b, err := New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// returnsWithin runs call and fails the test if it has not returned by
-// limit: a call that hangs on a frozen store is the bug. The limit is a
-// generous bound on the test, not a measurement.
-func returnsWithin(t *testing.T, limit time.Duration, call func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- call() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(limit):
-		t.Fatalf("the call still waits on a frozen store after %s", limit)
-		return nil
-	}
 }
 
 // Every call to a frozen store ends at its timeout as unavailable storage
@@ -97,7 +50,7 @@ func TestFrozenStoreTimesOut(t *testing.T) {
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			err := returnsWithin(t, 30*time.Second, call)
+			err := faultnet.ReturnsWithin(t, 30*time.Second, call)
 			if !errors.Is(err, upload.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("err = %v, want ErrUnavailable from the call's deadline", err)
 			}
@@ -112,7 +65,7 @@ func TestFrozenStoreEndsBeforeCallersDeadline(t *testing.T) {
 	b := frozenBlob(t, Config{OperationTimeout: time.Hour, TransferTimeout: time.Hour, DeadlineReserve: 500 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := returnsWithin(t, 30*time.Second, func() error { _, err := b.Head(ctx, "k"); return err })
+	err := faultnet.ReturnsWithin(t, 30*time.Second, func() error { _, err := b.Head(ctx, "k"); return err })
 	if !errors.Is(err, upload.ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
 	}

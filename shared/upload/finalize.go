@@ -90,7 +90,8 @@ const DefaultFinalizeConcurrency = 32
 const maxFinalizeAttempts = 3
 
 // errFilesChanged: the session's files changed between finalize's read
-// and its commit; finalize starts over.
+// and its commit, or a file's upload vanished while it was checked (see
+// fileCheck.vanished); finalize starts over.
 var errFilesChanged = errors.New("the session changed while it was being finalized")
 
 // Finalize turns a session into a MOC in three steps, so that no database
@@ -123,7 +124,7 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 	req.Title = strings.TrimSpace(req.Title)
 	var run *finalizeRun
 	for attempt := 1; ; attempt++ {
-		run = &finalizeRun{s: s, userID: userID, req: req}
+		run = &finalizeRun{s: s, userID: userID, req: req, last: attempt == maxFinalizeAttempts}
 		err = run.do(ctx)
 		if !errors.Is(err, errFilesChanged) || attempt == maxFinalizeAttempts {
 			break
@@ -167,6 +168,8 @@ type finalizeRun struct {
 	userID string
 	req    FinalizeRequest
 
+	last bool // the last attempt: see fileCheck.vanished
+
 	sess   *Session
 	files  []File      // as read by step 1
 	checks []fileCheck // by index in files, from step 2
@@ -186,12 +189,20 @@ type fileCheck struct {
 	completed bool
 	// failure says why the file cannot be part of the MOC.
 	failure *FileFailure
+	// uploadGone: S3 no longer knows the file's multipart upload.
+	uploadGone bool
+	// vanished: the object is not there although the upload is gone or
+	// this run completed it. A concurrent finalize or complete may be
+	// completing the upload at this moment (S3 drops the upload before the
+	// object appears, and a second completion of one upload may replace
+	// the object), so finalize starts over rather than call the file
+	// missing, unless this is its last attempt.
+	vanished bool
 }
 
 func (r *finalizeRun) do(ctx context.Context) error {
 	s := r.s
 	if err := s.Store.InTx(ctx, func(tx Tx) error { return r.read(ctx, tx) }); err != nil || r.moc != nil {
-		r.resumed = r.moc != nil
 		return err
 	}
 	if err := r.checkFiles(ctx); err != nil {
@@ -210,20 +221,12 @@ func (r *finalizeRun) read(ctx context.Context, tx Tx) (err error) {
 	s := r.s
 	ctx, span := startSpan(ctx, spanValidateSession)
 	defer func() { endSpan(span, err) }()
-	sess, err := getSession(ctx, tx, r.userID, r.req.SessionID, false)
-	if err != nil {
-		return err
+	sess, files, err := r.open(ctx, tx, false)
+	if sess != nil {
+		span.SetAttributes(attrSessionStatus.String(string(sess.StatusAt(s.now()))))
 	}
-	span.SetAttributes(attrSessionStatus.String(string(sess.StatusAt(s.now()))))
-	if r.moc, err = s.existingMoc(ctx, tx, sess); err != nil || r.moc != nil {
+	if err != nil || r.moc != nil {
 		span.SetAttributes(attrResumed.Bool(r.moc != nil))
-		return err
-	}
-	if err := s.checkWritable(sess); err != nil {
-		return err
-	}
-	files, err := tx.ListFiles(ctx, sess.ID)
-	if err != nil {
 		return err
 	}
 	if !hasInstruction(files) {
@@ -232,29 +235,47 @@ func (r *finalizeRun) read(ctx context.Context, tx Tx) (err error) {
 	if taken, err := tx.MocTitleExists(ctx, r.userID, r.req.Title); err != nil {
 		return err
 	} else if taken {
+		// The MOC that has the title may be this session's, made by a
+		// concurrent finalize that committed since the session was read
+		// (this transaction takes no lock, and each statement sees what
+		// committed before it).
+		if r.moc, err = s.existingMoc(ctx, tx, sess); err != nil || r.moc != nil {
+			r.resumed = r.moc != nil
+			span.SetAttributes(attrResumed.Bool(r.resumed))
+			return err
+		}
 		return s.titleConflict(ctx, tx, r.userID, r.req.Title)
 	}
 	r.sess, r.files = sess, files
 	return nil
 }
 
+// open reads the session (locking its row when lock is set) and its files,
+// once it checked the session takes writes. When the session already has
+// a MOC (a repeated or concurrent finalize), it sets r.moc and r.resumed
+// and reads no files.
+func (r *finalizeRun) open(ctx context.Context, tx Tx, lock bool) (*Session, []File, error) {
+	sess, err := getSession(ctx, tx, r.userID, r.req.SessionID, lock)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.moc, err = r.s.existingMoc(ctx, tx, sess); err != nil || r.moc != nil {
+		r.resumed = r.moc != nil
+		return sess, nil, err
+	}
+	if err := r.s.checkWritable(sess); err != nil {
+		return sess, nil, err
+	}
+	files, err := tx.ListFiles(ctx, sess.ID)
+	return sess, files, err
+}
+
 // commit is step 3: under the session's lock it records what step 2
 // learnt and creates the MOC, or finds the MOC a concurrent finalize made.
 func (r *finalizeRun) commit(ctx context.Context, tx Tx) error {
 	s := r.s
-	sess, err := getSession(ctx, tx, r.userID, r.req.SessionID, true)
-	if err != nil {
-		return err
-	}
-	if r.moc, err = s.existingMoc(ctx, tx, sess); err != nil || r.moc != nil {
-		r.resumed = r.moc != nil
-		return err
-	}
-	if err := s.checkWritable(sess); err != nil {
-		return err
-	}
-	files, err := tx.ListFiles(ctx, sess.ID)
-	if err != nil {
+	sess, files, err := r.open(ctx, tx, true)
+	if err != nil || r.moc != nil {
 		return err
 	}
 	if !sameFiles(r.files, files) {
@@ -456,6 +477,11 @@ func (r *finalizeRun) checkFiles(ctx context.Context) (err error) {
 	if err := errors.Join(errs...); err != nil {
 		return storageError("validate files", err)
 	}
+	for _, c := range r.checks {
+		if c.vanished && !r.last {
+			return errFilesChanged
+		}
+	}
 	return nil
 }
 
@@ -482,6 +508,7 @@ func (s *Service) checkFile(ctx context.Context, f *File, partSize int64) (c fil
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return c, err
 		}
+		c.uploadGone = errors.Is(err, ErrNotFound)
 		if len(stored) > 0 {
 			c.found.parts = stored
 			total := TotalParts(f.Size, partSize)
@@ -500,6 +527,7 @@ func (s *Service) checkFile(ctx context.Context, f *File, partSize int64) (c fil
 	case errors.Is(err, ErrNotFound) && f.Status == FileCompleted:
 		return fail(ReasonMissing, "file is not in storage")
 	case errors.Is(err, ErrNotFound):
+		c.vanished = c.uploadGone || c.completed
 		return fail(ReasonMissing, "file has not been uploaded")
 	case err != nil:
 		return c, err
