@@ -411,3 +411,63 @@ func TestFinalizeFileCompletedMeanwhile(t *testing.T) {
 	withBlob(t, func(b upload.Blob) upload.Blob { return &inFlightBlob{Blob: b, t: t} })
 	finalizeAndCheckBytes(t, c, sessionID, "Meanwhile", map[string][]byte{f["fileId"].(string): pdf})
 }
+
+// A completed file whose object is gone fails finalize as missing and is
+// marked failed, so that registering its name again replaces it and the
+// session can still be finalized.
+func TestFinalizeCompletedFileWithoutObject(t *testing.T) {
+	c := newClient(t, userFor(t))
+	pdf := pdfBytes(1000)
+	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
+	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
+	uploadAll(t, c, sessionID, fileID, pdf)
+	c.json("POST", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+fileID+"/complete", nil).data(t, 200)
+	var key string
+	if err := db.QueryRow(context.Background(), `SELECT s3_key FROM upload_session_files WHERE id = $1`, fileID).Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.App.Service.Blob.DeleteObject(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	d := c.json("POST", "/api/mocs/uploads/finalize", map[string]any{"uploadSessionId": sessionID, "title": "Gone"}).fail(t, 400, "FILE_VALIDATION_FAILED")
+	if f := d["files"].([]any)[0].(map[string]any); f["reason"] != "missing" || f["fileId"] != fileID {
+		t.Fatalf("details: %v", d)
+	}
+	if f := sessionFiles(t, c, sessionID)[fileID]; f["status"] != "failed" {
+		t.Fatalf("session file: %v", f)
+	}
+	again := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
+	uploadAll(t, c, sessionID, again, pdf)
+	finalizeAndCheckBytes(t, c, sessionID, "Gone", map[string][]byte{again: pdf})
+}
+
+// Reading a session that S3 has nothing new for writes nothing and so
+// takes no lock: it answers while another transaction holds the session's
+// row (an abort or a finalize's commit, say).
+func TestGetSessionTakesNoLockWhenNothingIsNew(t *testing.T) {
+	c := newClient(t, userFor(t))
+	pdf := pdfBytes(1000)
+	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
+	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
+	uploadAll(t, c, sessionID, fileID, pdf)
+
+	ctx := context.Background()
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM upload_sessions WHERE id = $1 FOR UPDATE`, sessionID); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan response, 1)
+	go func() { got <- c.json("GET", "/api/mocs/uploads/sessions/"+sessionID, nil) }()
+	select {
+	case r := <-got:
+		if f := r.data(t, 200)["files"].([]any)[0].(map[string]any); len(f["uploadedParts"].([]any)) != 1 {
+			t.Fatalf("session file: %v", f)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("GET session waited for the session's row lock")
+	}
+}

@@ -91,7 +91,13 @@ func (s *Store) InTx(ctx context.Context, fn func(upload.Tx) error) error {
 	// give the connection back clean; but bounded: on a frozen server it
 	// would wait forever (pgx then closes the connection).
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		// Not past the request's deadline either: the request must still
+		// answer (in Lambda, before the invocation ends).
+		timeout := rollbackTimeout
+		if d, ok := ctx.Deadline(); ok {
+			timeout = max(min(timeout, time.Until(d)), 0)
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
 		_ = ptx.Rollback(rctx)
 	}()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"log/slog"
 	"sort"
 )
 
@@ -22,11 +23,11 @@ type RegisteredFile struct {
 // RegisterFile adds a file to an active session, opens its S3 multipart
 // upload and presigns a PUT of the whole file. No transaction is open while
 // S3 is asked: the registration is checked (a refusal asks S3 nothing),
-// the upload is opened (and the object of a failed file of that name,
-// which this one replaces, deleted), then the file is inserted under the
-// session's lock after the same checks, so concurrent registrations cannot
-// break the per-category counts or take one name twice. An upload opened
-// for a registration that then loses is aborted.
+// the upload is opened, then the file is inserted under the session's lock
+// after the same checks, so concurrent registrations cannot break the
+// per-category counts or take one name twice. An upload opened for a
+// registration that then loses is aborted. A failed file of that name is
+// replaced: its row goes in the same transaction, its object after.
 func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, spec FileSpec, sums *Checksums) (*RegisteredFile, error) {
 	errs := map[string]string{}
 	spec.fieldErrors("", errs)
@@ -45,18 +46,12 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 		return nil, err
 	}
 	var sess *Session
-	var replaced *File
 	err := s.Store.InTx(ctx, func(tx Tx) (err error) {
-		sess, replaced, err = s.registrable(ctx, tx, userID, sessionID, spec, false)
+		sess, _, err = s.registrable(ctx, tx, userID, sessionID, spec, false)
 		return err
 	})
 	if err != nil {
 		return nil, err
-	}
-	if replaced != nil {
-		if err := s.Blob.DeleteObject(ctx, replaced.S3Key); err != nil {
-			return nil, storageError("delete replaced file", err)
-		}
 	}
 	now := s.now()
 	id := s.NewID()
@@ -73,9 +68,9 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 	if file.UploadID, err = s.Blob.CreateMultipartUpload(ctx, file.S3Key, file.MimeType); err != nil {
 		return nil, storageError("create multipart upload", err)
 	}
-	err = s.Store.InTx(ctx, func(tx Tx) error {
-		_, replaced, err := s.registrable(ctx, tx, userID, sessionID, spec, true)
-		if err != nil {
+	var replaced *File
+	err = s.Store.InTx(ctx, func(tx Tx) (err error) {
+		if _, replaced, err = s.registrable(ctx, tx, userID, sessionID, spec, true); err != nil {
 			return err
 		}
 		if replaced != nil {
@@ -91,8 +86,18 @@ func (s *Service) RegisterFile(ctx context.Context, userID, sessionID string, sp
 	})
 	if err != nil {
 		// Nothing will ever use this upload: give its storage back.
-		_ = s.Blob.AbortMultipartUpload(context.WithoutCancel(ctx), file.S3Key, file.UploadID)
+		cleanup, cancel := withinDeadline(ctx)
+		defer cancel()
+		_ = s.Blob.AbortMultipartUpload(cleanup, file.S3Key, file.UploadID)
 		return nil, err
+	}
+	if replaced != nil {
+		// Its row is gone; its object is not needed any more. A failure
+		// leaves an object nothing refers to, and does not undo the
+		// registration.
+		if err := s.Blob.DeleteObject(ctx, replaced.S3Key); err != nil {
+			slog.WarnContext(ctx, "the object of a replaced file stays in storage", "fileId", replaced.ID, "key", replaced.S3Key, "err", err)
+		}
 	}
 	put, err := s.presignWholeFile(ctx, sess, file)
 	if err != nil {
@@ -191,8 +196,11 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 	if err == nil && sum != nil {
 		digest := sum.Sum(nil)
 		if base64.StdEncoding.EncodeToString(digest) != contentMD5 {
-			// A store that ignores Content-MD5 took the part; it is not
-			// recorded, so complete cannot use it until it is re-uploaded.
+			// A store that ignores Content-MD5 took the part (S3 itself
+			// refuses it). It is not recorded, and the client is told to
+			// send it again, which replaces it; until then the store
+			// holds the bad bytes as that part, and complete, which uses
+			// what the store lists, would take them.
 			err = ErrBadDigest
 		}
 		partMD5 = hex.EncodeToString(digest)

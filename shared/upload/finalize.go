@@ -305,9 +305,12 @@ func (r *finalizeRun) commit(ctx context.Context, tx Tx) error {
 		}
 		switch {
 		case c.failure == nil:
-		case c.failure.Reason == ReasonMissing:
+		case c.failure.Reason == ReasonMissing && status != FileCompleted:
+			// Bytes still to come: the file keeps taking them.
 			missing = append(missing, *c.failure)
 		default:
+			// A bad file, or a completed one whose object is gone: failed,
+			// so that registering its name again replaces it.
 			bad = append(bad, *c.failure)
 			f.Status, f.UpdatedAt = FileFailed, s.now()
 		}

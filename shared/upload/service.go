@@ -99,3 +99,15 @@ func (s *Service) announce(ctx context.Context, parts []PartCompleted) {
 func (s *Service) objectKey(userID, sessionID string, c Category, fileID, ext string) string {
 	return fmt.Sprintf("%s/moc-instructions/%s/%s/%s/%s.%s", s.Stage, userID, sessionID, c, fileID, ext)
 }
+
+// withinDeadline is a context for clean-up after ctx failed or was
+// cancelled: not cancelled with it, but ending at its deadline, if it has
+// one, so that the request still answers in time (in Lambda, before the
+// invocation's deadline).
+func withinDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	cleanup := context.WithoutCancel(ctx)
+	if d, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(cleanup, d)
+	}
+	return context.WithCancel(cleanup)
+}

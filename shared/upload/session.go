@@ -117,12 +117,17 @@ func (s *Service) learn(ctx context.Context, v *SessionView) error {
 		slog.WarnContext(ctx, "session shown as recorded: storage could not be read", "sessionId", v.Session.ID, "err", err)
 		return nil
 	}
+	if !learnsSomething(v, found) {
+		return nil // the usual poll: nothing to write, no transaction
+	}
 	var news []PartCompleted
 	err = s.Store.InTx(ctx, func(tx Tx) error {
 		news = nil
 		// Under the session's lock, as every write: a session aborted or
-		// finalized since it was read records nothing more.
-		sess, err := getSession(ctx, tx, v.Session.UserID, v.Session.ID, true)
+		// finalized since it was read records nothing more. A share lock,
+		// as UploadPart's: reads of one session do not wait for each
+		// other, and each file's own row lock orders what is recorded.
+		sess, err := sessionOrNotFound(tx.ShareSession(ctx, v.Session.ID, v.Session.UserID))
 		if err != nil {
 			return err
 		}
@@ -169,6 +174,31 @@ func (s *Service) learn(ctx context.Context, v *SessionView) error {
 		s.announce(ctx, news)
 	}
 	return err
+}
+
+// learnsSomething says whether S3 holds anything of v's open files that v
+// does not show: a file PUT whole, or a part not recorded (or recorded
+// with another ETag or size).
+func learnsSomething(v *SessionView, found []inStorage) bool {
+	for i := range v.Files {
+		fv := &v.Files[i]
+		if !receiving(&fv.File) {
+			continue
+		}
+		if found[i].whole {
+			return true
+		}
+		known := make(map[int]Part, len(fv.Parts))
+		for _, p := range fv.Parts {
+			known[p.PartNumber] = p
+		}
+		for _, sp := range completeParts(&fv.File, v.Session.PartSizeBytes, found[i].parts) {
+			if p, ok := known[sp.PartNumber]; !ok || trimQuotes(p.ETag) != sp.ETag || p.Size != sp.Size {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // partRefused is UploadPart's answer when S3 did not take a part. When the

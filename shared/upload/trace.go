@@ -17,7 +17,7 @@ import (
 //	moc.upload.finalize   sessionId, userId; fileCount, totalSizeBytes, mocId, resumed when known
 //	├─ validate.session   the session can become this MOC: an existing MOC (resumed),
 //	│                     expired, not active, an instruction file, the title free
-//	├─ validate.files     fileCount; completed, incomplete (parts missing), failed
+//	├─ validate.files     fileCount; completed, incomplete (reason missing), failed (all refusals)
 //	│  └─ validate.file   one per file: fileId, name, size, mimeType; reason when it fails.
 //	│                     Covers what S3 holds of a file not completed yet, completing
 //	│                     its multipart upload, and the checks
