@@ -8,7 +8,7 @@ FUNCTIONS := $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/main.go))))
 BUILD_DIR := build
 GOFLAGS_LAMBDA := -tags lambda.norpc,nodynamic,grpcnotrace -trimpath -ldflags='-s -w'
 
-.PHONY: help local test build deps seed replay wipe migrate lint fuzz bench clean http traces http-ci evidence
+.PHONY: help local test build deps seed replay wipe migrate lint clean http traces http-ci evidence
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -78,8 +78,11 @@ replay: $(MOC_LOCAL) ## run a function on a sample event, on the stack's ports: 
 # the stack's own value. httpyac runs under __http__/hook-receiver.mjs, a webhook receiver on
 # 127.0.0.1:HOOK_PORT that lives exactly as long as the run (WH-HP-001 reads its GET /deliveries)
 # and verifies signatures with HOOK_SECRET, so the stack must post there with that secret
-# (MOC_FINALIZE_WEBHOOK_URL=http://127.0.0.1:3090/hooks, MOC_FINALIZE_WEBHOOK_SECRET=<HOOK_SECRET>;
-# the .http file's header has the whole command). HTTP_WS is the stack's WebSocket API (LOCAL_WS_ADDR).
+# (MOC_FINALIZE_WEBHOOK_URL=http://127.0.0.1:3090/hooks, MOC_FINALIZE_WEBHOOK_SECRET=<HOOK_SECRET>),
+# and export its traces to the same receiver (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:3090
+# OTEL_EXPORTER_OTLP_PROTOCOL=http/json OTEL_BSP_SCHEDULE_DELAY=500; OT-HP-001 reads them), with
+# LOCAL_AWS_PAYLOAD_LIMITS=off ENABLE_THUMBNAIL_GENERATION=true: the .http file's header has the whole
+# command. HTTP_WS is the stack's WebSocket API (LOCAL_WS_ADDR).
 HTTP_API ?= http://127.0.0.1:3000
 HTTP_WS ?= ws://127.0.0.1:3001
 HOOK_PORT ?= 3090
