@@ -46,6 +46,7 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/devstack/devstacktest"
+	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/local/stacktest"
 	"github.com/mocbuilders/moc-upload/shared/auth/authtest"
@@ -477,8 +478,8 @@ var rieTool = stack.Tool{Name: "aws-lambda-rie", Package: riePackage, Env: "AWS_
 type rieFunction struct {
 	url  string
 	cmd  *exec.Cmd
-	done chan struct{} // closed when the emulator has exited
-	out  *syncBuffer   // the emulator's and the function's output
+	done chan struct{}  // closed when the emulator has exited
+	out  *logbuf.Buffer // the emulator's and the function's output
 }
 
 // startRIE runs the emulator with bootstrap as the function's runtime and
@@ -506,7 +507,7 @@ func startRIE(t *testing.T, ctx context.Context, rieBin, bootstrap, function str
 		url:  "http://" + addr + "/2015-03-31/functions/function/invocations",
 		cmd:  cmd,
 		done: make(chan struct{}),
-		out:  &syncBuffer{},
+		out:  &logbuf.Buffer{},
 	}
 	cmd.Stdout, cmd.Stderr = fn.out, fn.out
 	cmd.WaitDelay = 2 * time.Second
@@ -857,24 +858,6 @@ func (fn *rieFunction) stop() {
 
 func (fn *rieFunction) output() string {
 	return "aws-lambda-rie output:\n" + strings.TrimRight(fn.out.String(), "\n")
-}
-
-// syncBuffer is a bytes.Buffer safe for the emulator's two output streams.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func header(h map[string]string, name string) string {

@@ -30,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/shared/auth/authtest"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
@@ -324,7 +325,7 @@ func (rig *coldStartRig) startCold(t *testing.T, ctx context.Context, bootstrap,
 		"MOC_COLDSTART_RUNTIME_API="+proxy.Listener.Addr().String(),
 		"MOC_COLDSTART_BOOTSTRAP="+bootstrap,
 	)
-	var output syncBuffer
+	var output logbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	cmd.WaitDelay = 2 * time.Second
 	if err := stack.StartChild(cmd); err != nil {

@@ -816,22 +816,12 @@ func checkInvokePermission(t *testing.T, tmpl *cloudformation.Template, fnID, so
 	t.Errorf("%s: no AWS::Lambda::Permission lets apigateway.amazonaws.com invoke it from %s (found %q)", fnID, wantARN, arns)
 }
 
-// TestTemplateServesWebSocketRoutes checks that the WebSocket API deploys
-// exactly wsapi.Routes, each a Lambda proxy integration of its own function
-// that API Gateway may invoke for that route, with $connect behind the
-// REQUEST authorizer and $default answering its messages. goformation
-// parses the AWS::ApiGatewayV2 resources used here (Api, Route,
-// RouteResponse, Integration, Authorizer, Stage), so no part of the YAML is
-// read another way.
 // Every HTTP function has the timeout the local gateway gives each
 // invocation's context (gateway.DefaultFunctionTimeout), from Globals or
 // its own.
 func TestTemplateHTTPFunctionTimeout(t *testing.T) {
 	tmpl := loadTemplate(t)
-	g, _ := tmpl.Globals["Function"].(*global.Function)
-	if g == nil {
-		g = &global.Function{}
-	}
+	g := globalFunction(tmpl)
 	want := int(gateway.DefaultFunctionTimeout / time.Second)
 	for _, rt := range httpapi.Routes {
 		id := logicalID(rt)
@@ -849,6 +839,13 @@ func TestTemplateHTTPFunctionTimeout(t *testing.T) {
 	}
 }
 
+// TestTemplateServesWebSocketRoutes checks that the WebSocket API deploys
+// exactly wsapi.Routes, each a Lambda proxy integration of its own function
+// that API Gateway may invoke for that route, with $connect behind the
+// REQUEST authorizer and $default answering its messages. goformation
+// parses the AWS::ApiGatewayV2 resources used here (Api, Route,
+// RouteResponse, Integration, Authorizer, Stage), so no part of the YAML is
+// read another way.
 func TestTemplateServesWebSocketRoutes(t *testing.T) {
 	tmpl := loadTemplate(t)
 	api, ok := tmpl.GetAllApiGatewayV2ApiResources()[webSocketAPIID]
@@ -1425,16 +1422,22 @@ func TestTemplateServesNothingElse(t *testing.T) {
 	}
 }
 
+// globalFunction is the template's Globals.Function (empty when there is
+// none), which goformation parses but does not apply to the functions.
+func globalFunction(tmpl *cloudformation.Template) *global.Function {
+	if g, ok := tmpl.Globals["Function"].(*global.Function); ok {
+		return g
+	}
+	return &global.Function{}
+}
+
 // Every function the template builds runs the same way: the Makefile builds
 // a linux/arm64 binary named bootstrap for the OS-only runtime. The values
 // may come from Globals.Function (which goformation parses but does not
 // apply) or from the function itself.
 func TestTemplateRuntime(t *testing.T) {
 	tmpl := loadTemplate(t)
-	g, _ := tmpl.Globals["Function"].(*global.Function)
-	if g == nil {
-		g = &global.Function{}
-	}
+	g := globalFunction(tmpl)
 	orGlobal := func(own, glob string) string {
 		if own != "" {
 			return own
@@ -1520,10 +1523,10 @@ func TestTemplateTracing(t *testing.T) {
 	if _, ok := tmpl.Conditions[adotCondition]; !ok {
 		t.Errorf("no condition %s (AdotLayerArn is set)", adotCondition)
 	}
-	g, _ := tmpl.Globals["Function"].(*global.Function)
-	if g == nil {
+	if _, ok := tmpl.Globals["Function"]; !ok {
 		t.Fatal("no Globals.Function")
 	}
+	g := globalFunction(tmpl)
 	wantLayers := []string{ifString(adotCondition, "AdotLayerArn", "AWS::NoValue")}
 	if g.Layers == nil || !slices.Equal(*g.Layers, wantLayers) {
 		var got []string

@@ -225,17 +225,34 @@ func (s *Stack) Serve(ctx context.Context, ln net.Listener, opts gateway.Options
 	if err != nil {
 		return err
 	}
+	return serveUntil(ctx, ln, h, nil)
+}
+
+// serveUntil serves h on ln until ctx ends (or serving fails), then shuts
+// the server down (at most 5 s for the requests in flight), runs
+// afterShutdown when it is set, and returns.
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler, afterShutdown func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
+		shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelShutdown()
 		_ = srv.Shutdown(shutdown)
+		if afterShutdown != nil {
+			afterShutdown()
+		}
 	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
+	err := srv.Serve(ln)
+	cancel()
+	<-stopped
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // WebSocketGateway returns the local WebSocket API: every route of
@@ -262,25 +279,8 @@ func (s *Stack) ServeWebSocket(ctx context.Context, ln net.Listener, opts wsgate
 		ln.Close()
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		<-ctx.Done()
-		shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancelShutdown()
-		_ = srv.Shutdown(shutdown) // stops accepting; upgraded connections are the gateway's
-		gw.Close()
-	}()
-	err = srv.Serve(ln)
-	cancel()
-	<-stopped
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	// Shutdown stops accepting; upgraded connections are the gateway's.
+	return serveUntil(ctx, ln, gw, gw.Close)
 }
 
 // AsyncRetryAttempts are the async functions' MaximumRetryAttempts, as
@@ -329,27 +329,14 @@ func (s *Stack) InvokeAPI(opts invoke.Options) (*invoke.Server, error) {
 // invocations still running (dropping the retries still waiting) and
 // returns. Stop the HTTP API first: its requests invoke through srv.
 func ServeInvoke(ctx context.Context, ln net.Listener, srv *invoke.Server) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		<-ctx.Done()
-		shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancelShutdown()
-		_ = hs.Shutdown(shutdown) // RequestResponse invocations finish here
+	// RequestResponse invocations finish in the shutdown; the async ones
+	// still running get InvokeShutdownTimeout (srv.Close logs what it
+	// gives up on).
+	return serveUntil(ctx, ln, srv, func() {
 		wait, cancelWait := context.WithTimeout(context.Background(), InvokeShutdownTimeout)
 		defer cancelWait()
-		_ = srv.Close(wait) // logs what it gives up on
-	}()
-	err := hs.Serve(ln)
-	cancel()
-	<-stopped
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+		_ = srv.Close(wait)
+	})
 }
 
 // Close stops what Start started, last first.

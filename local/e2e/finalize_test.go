@@ -166,11 +166,7 @@ func TestConcurrentFinalizesHoldNoConnectionOnS3(t *testing.T) {
 	sessions := make([]session, n)
 	for i := range sessions {
 		c := newClient(t, fmt.Sprintf("%s-%d", userFor(t), i))
-		pdf := pdfBytes(1000)
-		id := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
-		f := registerFile(t, c, id, pdfDecl("a.pdf", len(pdf)))
-		uploadAll(t, c, id, f["fileId"].(string), pdf)
-		sessions[i] = session{c, id}
+		sessions[i] = session{c, uploadedSession(t, c)}
 	}
 	gate := &gateBlob{release: make(chan struct{})}
 	withBlob(t, func(b upload.Blob) upload.Blob { gate.Blob = b; return gate })
@@ -204,10 +200,7 @@ func TestConcurrentFinalizesHoldNoConnectionOnS3(t *testing.T) {
 // the session while the new file has no bytes.
 func TestFinalizeSeesFileRegisteredMeanwhile(t *testing.T) {
 	c := newClient(t, userFor(t))
-	pdf := pdfBytes(1000)
-	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
-	f := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))
-	uploadAll(t, c, sessionID, f["fileId"].(string), pdf)
+	sessionID := uploadedSession(t, c)
 
 	var once sync.Once
 	var late map[string]any
@@ -244,10 +237,7 @@ func sha256Hex(b []byte) string {
 // MOC.
 func TestFinalizeGivesUpWhenTheSessionKeepsChanging(t *testing.T) {
 	c := newClient(t, userFor(t))
-	pdf := pdfBytes(1000)
-	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
-	f := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))
-	uploadAll(t, c, sessionID, f["fileId"].(string), pdf)
+	sessionID := uploadedSession(t, c)
 
 	var n atomic.Int32
 	withBlob(t, func(b upload.Blob) upload.Blob {
@@ -341,8 +331,7 @@ func (failingAbortBlob) AbortMultipartUpload(context.Context, string, string) er
 func TestAbortRetriedAfterStorageFailed(t *testing.T) {
 	c := newClient(t, userFor(t))
 	sessionID := createSession(t, c, pdfDecl("a.pdf", 1000))
-	f := registerFile(t, c, sessionID, pdfDecl("a.pdf", 1000))
-	fileID := f["fileId"].(string)
+	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", 1000))["fileId"].(string)
 	real := st.App.Service.Blob
 	withBlob(t, func(b upload.Blob) upload.Blob { return failingAbortBlob{b} })
 	d := c.json("DELETE", "/api/mocs/uploads/sessions/"+sessionID, nil).fail(t, 503, "S3_UNAVAILABLE")
@@ -404,12 +393,9 @@ func (b *inFlightBlob) ReadHead(ctx context.Context, key string, n int64) ([]byt
 // missing: finalize starts over and finds the object.
 func TestFinalizeFileCompletedMeanwhile(t *testing.T) {
 	c := newClient(t, userFor(t))
-	pdf := pdfBytes(1000)
-	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
-	f := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))
-	uploadAll(t, c, sessionID, f["fileId"].(string), pdf)
+	sessionID, fileID, pdf := uploadedFile(t, c)
 	withBlob(t, func(b upload.Blob) upload.Blob { return &inFlightBlob{Blob: b, t: t} })
-	finalizeAndCheckBytes(t, c, sessionID, "Meanwhile", map[string][]byte{f["fileId"].(string): pdf})
+	finalizeAndCheckBytes(t, c, sessionID, "Meanwhile", map[string][]byte{fileID: pdf})
 }
 
 // A completed file whose object is gone fails finalize as missing and is
@@ -417,10 +403,7 @@ func TestFinalizeFileCompletedMeanwhile(t *testing.T) {
 // session can still be finalized.
 func TestFinalizeCompletedFileWithoutObject(t *testing.T) {
 	c := newClient(t, userFor(t))
-	pdf := pdfBytes(1000)
-	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
-	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
-	uploadAll(t, c, sessionID, fileID, pdf)
+	sessionID, fileID, pdf := uploadedFile(t, c)
 	c.json("POST", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+fileID+"/complete", nil).data(t, 200)
 	var key string
 	if err := db.QueryRow(context.Background(), `SELECT s3_key FROM upload_session_files WHERE id = $1`, fileID).Scan(&key); err != nil {
@@ -446,10 +429,7 @@ func TestFinalizeCompletedFileWithoutObject(t *testing.T) {
 // row (an abort or a finalize's commit, say).
 func TestGetSessionTakesNoLockWhenNothingIsNew(t *testing.T) {
 	c := newClient(t, userFor(t))
-	pdf := pdfBytes(1000)
-	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
-	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
-	uploadAll(t, c, sessionID, fileID, pdf)
+	sessionID := uploadedSession(t, c)
 
 	ctx := context.Background()
 	tx, err := db.Begin(ctx)

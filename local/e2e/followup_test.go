@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/shared/thumbnail"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 	"github.com/mocbuilders/moc-upload/shared/webhook"
@@ -194,28 +195,10 @@ func TestWebhookRetried(t *testing.T) {
 	}
 }
 
-// syncLog collects slog records from the functions' goroutines.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A receiver that always fails: 4 deliveries, the give-up logged at ERROR
 // with the MOC id, finalize unaffected.
 func TestWebhookExhausted(t *testing.T) {
-	logs := &syncLog{}
+	logs := &logbuf.Buffer{}
 	old := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(logs, nil)))
 	t.Cleanup(func() { slog.SetDefault(old) })

@@ -16,11 +16,20 @@ import (
 // uploadedSession returns a session with a fully uploaded one-part PDF.
 func uploadedSession(t *testing.T, c client) string {
 	t.Helper()
-	pdf := pdfBytes(2048)
-	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
-	f := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))
-	uploadAll(t, c, sessionID, f["fileId"].(string), pdf)
+	sessionID, _, _ := uploadedFile(t, c)
 	return sessionID
+}
+
+// uploadedFile makes a session of one PDF, a.pdf, uploaded in one part
+// through the API and not completed, and returns the session's and the
+// file's ids and the PDF's bytes.
+func uploadedFile(t *testing.T, c client) (sessionID, fileID string, pdf []byte) {
+	t.Helper()
+	pdf = pdfBytes(2048)
+	sessionID = createSession(t, c, pdfDecl("a.pdf", len(pdf)))
+	fileID = registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
+	uploadAll(t, c, sessionID, fileID, pdf)
+	return sessionID, fileID, pdf
 }
 
 func countMocs(t *testing.T, sessionID string) int {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -9,12 +8,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/progress"
 )
@@ -213,24 +212,6 @@ func TestWebSocketDisconnectForgetsConnection(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the notifier's goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) warnings() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), "level=WARN")
-}
-
 // With the WebSocket endpoint down, uploads and finalize succeed, and each
 // request logs one warning.
 func TestWebSocketEndpointDown(t *testing.T) {
@@ -250,7 +231,7 @@ func TestWebSocketEndpointDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	notifier := progress.New(store, client)
 	notifier.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	old := st.App.Service.Progress
@@ -264,11 +245,11 @@ func TestWebSocketEndpointDown(t *testing.T) {
 	watch(t, user, sessionID) // a connection to post to, at an endpoint that is down
 	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
 	c.put(partPath(sessionID, fileID, 1), pdf).data(t, 200)
-	if n := logs.warnings(); n != 1 {
-		t.Fatalf("%d warnings after one part, want 1:\n%s", n, logs.b.String())
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Fatalf("%d warnings after one part, want 1:\n%s", n, logs.String())
 	}
 	c.json("POST", "/api/mocs/uploads/finalize", map[string]any{"uploadSessionId": sessionID, "title": "Unwatched"}).data(t, 201)
-	if n := logs.warnings(); n != 2 {
-		t.Fatalf("%d warnings after finalize, want 2:\n%s", n, logs.b.String())
+	if n := strings.Count(logs.String(), "level=WARN"); n != 2 {
+		t.Fatalf("%d warnings after finalize, want 2:\n%s", n, logs.String())
 	}
 }

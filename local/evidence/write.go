@@ -30,6 +30,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
+	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 )
 
@@ -82,23 +83,12 @@ func (s *step) passed() bool {
 
 // logCapture keeps the stack's log lines (text), for the finalize
 // validation's INFO line.
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logCapture) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logCapture struct{ logbuf.Buffer }
 
 func (l *logCapture) lines(substr ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
 next:
-	for _, line := range strings.Split(l.buf.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		for _, s := range substr {
 			if !strings.Contains(line, s) {
 				continue next

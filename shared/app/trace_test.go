@@ -23,17 +23,16 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mocbuilders/moc-upload/local/stacktest"
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/httpapi"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/s3blob"
+	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
@@ -49,15 +48,7 @@ const (
 // provider when they are built.
 func recordSpans(t testing.TB) *tracetest.InMemoryExporter {
 	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	t.Cleanup(func() {
-		_ = tp.Shutdown(context.Background())
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
-	})
+	exp, _ := telemetrytest.RecordSpans(t)
 	return exp
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
 	"github.com/mocbuilders/moc-upload/shared/webhook"
@@ -33,7 +34,7 @@ func TestJobLogsCarryTheJobSpan(t *testing.T) {
 	}
 	rcv := newReceiver(t, func(int) int { return http.StatusGone })
 
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(logs, nil)))
 	hooks := &followup.Webhooks{Store: e.store, Logger: log, Sender: &webhook.Sender{
 		URL: rcv.URL, Secret: secret, BaseDelay: time.Millisecond, Logger: log}}

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
 
+	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/local/stacktest"
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
@@ -120,26 +121,8 @@ type env struct {
 	disp   *followup.Dispatcher
 	svc    *upload.Service
 	thumbs *followup.Thumbnails
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	log    *slog.Logger
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes (the log).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t *testing.T) *env {
@@ -161,7 +144,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	blob := &countingBlob{Blob: s3blob.NewWithClient(client, s3.NewPresignClient(client), cfg)}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	inv := &fakeInvoker{}
 	disp := &followup.Dispatcher{Invoker: inv, Store: store, Logger: log}

@@ -15,15 +15,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/progress"
+	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
@@ -39,17 +38,8 @@ type recorder struct {
 
 func recordSpans(t *testing.T) *recorder {
 	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-		_ = tp.Shutdown(context.Background())
-	})
-	return &recorder{exp: exp, tracer: tp.Tracer("test")}
+	exp, tracer := telemetrytest.RecordSpans(t)
+	return &recorder{exp: exp, tracer: tracer}
 }
 
 // trace returns the ended spans of one trace.

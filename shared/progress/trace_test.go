@@ -7,13 +7,11 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
@@ -22,17 +20,7 @@ import (
 
 func recordSpans(t *testing.T) (*tracetest.InMemoryExporter, trace.Tracer) {
 	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-		_ = tp.Shutdown(context.Background())
-	})
-	return exp, tp.Tracer("test")
+	return telemetrytest.RecordSpans(t)
 }
 
 func spanAttrs(s tracetest.SpanStub) map[string]any {

@@ -175,32 +175,12 @@ func httpURL(v string) (*url.URL, error) {
 	return u, nil
 }
 
-// parseHeaders reads "k1=v1,k2=v2", values percent-encoded. The error
-// names the malformed entries' keys, never a value (an API key, often).
+// parseHeaders reads OTEL_EXPORTER_OTLP_HEADERS: "k1=v1,k2=v2", values
+// percent-encoded, keys HTTP header names.
 func parseHeaders(v string) (map[string]string, error) {
 	h := map[string]string{}
-	var bad []string
-	for _, pair := range strings.Split(v, ",") {
-		if strings.TrimSpace(pair) == "" {
-			continue
-		}
-		k, val, ok := strings.Cut(pair, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" || !validHeaderKey(k) {
-			bad = append(bad, strconv.Quote(k))
-			continue
-		}
-		dec, err := url.PathUnescape(strings.TrimSpace(val))
-		if err != nil {
-			bad = append(bad, strconv.Quote(k))
-			continue
-		}
-		h[k] = dec
-	}
-	if len(bad) > 0 {
-		return h, fmt.Errorf("malformed entries %s (want name=percent-encoded value, comma-separated)", strings.Join(bad, ", "))
-	}
-	return h, nil
+	err := parseKeyValues(v, validHeaderKey, func(k, val string) { h[k] = val })
+	return h, err
 }
 
 func validHeaderKey(k string) bool {
@@ -216,6 +196,18 @@ func validHeaderKey(k string) bool {
 // values percent-encoded.
 func parseResourceAttributes(v string) ([]attribute.KeyValue, error) {
 	var attrs []attribute.KeyValue
+	err := parseKeyValues(v, func(string) bool { return true }, func(k, val string) {
+		attrs = append(attrs, attribute.String(k, val))
+	})
+	return attrs, err
+}
+
+// parseKeyValues reads the OTEL_* list format "k1=v1,k2=v2" (values
+// percent-encoded, blanks around keys and values dropped, empty entries
+// skipped) and hands each entry to add. The error names the malformed
+// entries by key, never a value (an API key, often); the good entries are
+// added all the same.
+func parseKeyValues(v string, validKey func(string) bool, add func(k, val string)) error {
 	var bad []string
 	for _, pair := range strings.Split(v, ",") {
 		if strings.TrimSpace(pair) == "" {
@@ -224,16 +216,16 @@ func parseResourceAttributes(v string) ([]attribute.KeyValue, error) {
 		k, val, ok := strings.Cut(pair, "=")
 		k = strings.TrimSpace(k)
 		dec, err := url.PathUnescape(strings.TrimSpace(val))
-		if !ok || k == "" || err != nil {
-			bad = append(bad, strconv.Quote(pair))
+		if !ok || k == "" || !validKey(k) || err != nil {
+			bad = append(bad, strconv.Quote(k))
 			continue
 		}
-		attrs = append(attrs, attribute.String(k, dec))
+		add(k, dec)
 	}
 	if len(bad) > 0 {
-		return attrs, fmt.Errorf("malformed entries %s (want key=percent-encoded value, comma-separated)", strings.Join(bad, ", "))
+		return fmt.Errorf("malformed entries %s (want key=percent-encoded value, comma-separated)", strings.Join(bad, ", "))
 	}
-	return attrs, nil
+	return nil
 }
 
 // samplerFrom is the sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
