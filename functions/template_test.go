@@ -1006,10 +1006,11 @@ type asyncConfig struct {
 }
 
 var asyncConfigs = map[string]asyncConfig{
-	// 2 invocations: the function returns an error only for retryable S3
-	// failures (a bad image fails the thumbnail and returns nil), so one
-	// retry a minute later may help; with both within redispatchAfter,
-	// the Sweeper does not race it. Memory: docs/benchmarks.md.
+	// 2 invocations: the function returns an error only when it could not
+	// record its answer (the database failing; a bad image or an S3 error
+	// fails the thumbnail and returns nil), so one retry a minute later may
+	// help; with both within redispatchAfter, the Sweeper does not race
+	// it. Memory: docs/benchmarks.md.
 	followup.ThumbnailFunction: {retries: 1, deadLetters: true, timeout: 60, memory: 1024},
 	// 1 invocation, of at most webhook.DefaultAttempts deliveries: the
 	// sender retries itself, and the contract allows at most 4 attempts.
@@ -1083,6 +1084,15 @@ func TestTemplateFollowUpFunctions(t *testing.T) {
 				t.Errorf("%s: MemorySize = %d, want %d (0: Globals')", id, got, c.memory)
 			}
 			checkAsyncConfig(t, id, fn, c)
+			// The local stack's invoke API retries as Lambda does here.
+			retries := -1 // unset
+			if cfg := fn.EventInvokeConfig; cfg != nil {
+				retries = intOr(cfg.MaximumRetryAttempts, -1)
+			}
+			if local, ok := devstack.AsyncRetryAttempts[f]; !ok || local != retries {
+				t.Errorf("%s: devstack.AsyncRetryAttempts[%q] = %d (present: %v), want the template's MaximumRetryAttempts %d",
+					id, f, local, ok, retries)
+			}
 
 			// Finalize and the Sweeper invoke the jobs through Lambda's
 			// Invoke API; EventBridge, the Sweeper.
@@ -1092,6 +1102,12 @@ func TestTemplateFollowUpFunctions(t *testing.T) {
 				t.Errorf("%s: has SAM Events; Lambda's Invoke API starts it", id)
 			}
 		})
+	}
+
+	for f := range devstack.AsyncRetryAttempts {
+		if !slices.Contains(followup.Functions, f) {
+			t.Errorf("devstack.AsyncRetryAttempts names %s, which is not an async function (followup.Functions)", f)
+		}
 	}
 
 	// The webhook's one invocation holds all of its deliveries' attempts

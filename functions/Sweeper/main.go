@@ -1,5 +1,5 @@
-// Command Sweeper is the scheduled Lambda function that dispatches again the outbox jobs not done in time.
-// It links the Lambda client (invoker) to do so.
+// Command Sweeper is the scheduled Lambda function that dispatches again the outbox jobs not done in time
+// (it links the Lambda client, invoker, to do so) and deletes the WebSocket connections past their expiry.
 package main
 
 import (

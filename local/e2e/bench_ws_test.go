@@ -42,7 +42,7 @@ import (
 // receiving it. p50-ms and fanout-p50-ms are the medians of the same, less
 // sensitive than means to other work on a shared machine; notify-p50-ms
 // the median time the request spends telling the session's connections
-// (upload.Progress's PartsCompleted: listing them, then posting to each).
+// (upload.Progress's Announce: listing them, then posting to each).
 func BenchmarkPartEvents(b *testing.B) {
 	const size = 1 * mib
 	data := pdfBytes(size)
@@ -327,13 +327,13 @@ func BenchmarkPostToConnection(b *testing.B) {
 	})
 }
 
-// benchTimedProgress times the service's PartsCompleted calls.
+// benchTimedProgress times the service's Announce calls.
 type benchTimedProgress struct {
 	upload.Progress
 	benchTimings
 }
 
-func (p *benchTimedProgress) PartsCompleted(ctx context.Context, parts []upload.PartCompleted) {
+func (p *benchTimedProgress) Announce(ctx context.Context, ev upload.Events) {
 	defer p.since(time.Now())
-	p.Progress.PartsCompleted(ctx, parts)
+	p.Progress.Announce(ctx, ev)
 }

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,11 +37,17 @@ const hookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 var hooks *hookReceiver
 
-// delivery is one request the webhook receiver got.
+// delivery is one request the webhook receiver got; at is when it began.
 type delivery struct {
 	header http.Header
 	body   []byte
 	at     time.Time
+}
+
+// received is a delivery and whether the receiver has answered it yet.
+type received struct {
+	delivery
+	answered bool
 }
 
 // hookReceiver is a real HTTP webhook receiver. Deliveries are kept per
@@ -49,12 +56,12 @@ type delivery struct {
 type hookReceiver struct {
 	*httptest.Server
 	mu      sync.Mutex
-	got     map[string][]delivery
+	got     map[string][]received
 	answers map[string]func(n int) int
 }
 
 func newHookReceiver() *hookReceiver {
-	h := &hookReceiver{got: map[string][]delivery{}, answers: map[string]func(int) int{}}
+	h := &hookReceiver{got: map[string][]received{}, answers: map[string]func(int) int{}}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var p struct {
@@ -62,7 +69,7 @@ func newHookReceiver() *hookReceiver {
 		}
 		_ = json.Unmarshal(body, &p)
 		h.mu.Lock()
-		h.got[p.UserID] = append(h.got[p.UserID], delivery{r.Header.Clone(), body, time.Now()})
+		h.got[p.UserID] = append(h.got[p.UserID], received{delivery: delivery{r.Header.Clone(), body, time.Now()}})
 		n, answer := len(h.got[p.UserID]), h.answers[p.UserID]
 		h.mu.Unlock()
 		status := http.StatusNoContent
@@ -70,6 +77,9 @@ func newHookReceiver() *hookReceiver {
 			status = answer(n)
 		}
 		w.WriteHeader(status)
+		h.mu.Lock()
+		h.got[p.UserID][n-1].answered = true
+		h.mu.Unlock()
 	}))
 	return h
 }
@@ -82,9 +92,34 @@ func (h *hookReceiver) answer(user string, fn func(n int) int) {
 }
 
 func (h *hookReceiver) deliveries(user string) []delivery {
+	var out []delivery
+	for _, r := range h.received(user) {
+		out = append(out, r.delivery)
+	}
+	return out
+}
+
+func (h *hookReceiver) received(user string) []received {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]delivery(nil), h.got[user]...)
+	return append([]received(nil), h.got[user]...)
+}
+
+// waitDeliveries polls until the receiver holds at least n deliveries
+// for user, or fails the test after 30 s; it returns them.
+func (h *hookReceiver) waitDeliveries(t *testing.T, user string, n int) []received {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := h.received(user)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries after 30 s, want %d", len(got), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // finished waits until the async functions started so far are done.
@@ -161,8 +196,14 @@ func TestWebhookSignedDelivery(t *testing.T) {
 }
 
 // A receiver that fails twice then answers gets 3 deliveries of the same
-// event, spaced by the base delay (50 ms here) and twice that.
+// event (one webhook-id), spaced by the base delay (50 ms here) and twice
+// that: the Webhook function's WARN lines announce exactly those waits,
+// and the deliveries came at least that far apart.
 func TestWebhookRetried(t *testing.T) {
+	logs := &logbuf.Buffer{}
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(logs, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
 	user := userFor(t)
 	hooks.answer(user, func(n int) int {
 		if n <= 2 {
@@ -176,9 +217,13 @@ func TestWebhookRetried(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("%d deliveries, want 3", len(got))
 	}
+	id := got[0].header.Get(webhook.HeaderID)
+	if id == "" {
+		t.Fatal("no webhook-id")
+	}
 	for i, d := range got {
-		if d.header.Get(webhook.HeaderID) != got[0].header.Get(webhook.HeaderID) || !bytes.Equal(d.body, got[0].body) {
-			t.Fatalf("delivery %d is not the same event: %s %s", i+1, d.header.Get(webhook.HeaderID), d.body)
+		if d.header.Get(webhook.HeaderID) != id || !bytes.Equal(d.body, got[0].body) {
+			t.Fatalf("delivery %d is not the same event: webhook-id %s (first %s), body %s", i+1, d.header.Get(webhook.HeaderID), id, d.body)
 		}
 		if err := webhook.Verify(hookSecret, d.header, d.body); err != nil {
 			t.Fatalf("delivery %d: %v", i+1, err)
@@ -189,6 +234,20 @@ func TestWebhookRetried(t *testing.T) {
 	}
 	if gap := got[2].at.Sub(got[1].at); gap < 100*time.Millisecond {
 		t.Errorf("third delivery %v after the second, want ≥ 100ms", gap)
+	}
+	// The waits as the sender computed them: base, 2×base, exactly.
+	var waits []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "mocId="+moc["id"].(string)) {
+			wait := "none"
+			if _, rest, ok := strings.Cut(line, " retryIn="); ok {
+				wait, _, _ = strings.Cut(rest, " ")
+			}
+			waits = append(waits, wait)
+		}
+	}
+	if want := []string{"50ms", "100ms"}; !slices.Equal(waits, want) {
+		t.Errorf("WARN lines announce retryIn %v, want %v:\n%s", waits, want, logs.String())
 	}
 	if status, _ := outboxRow(t, moc["id"].(string), "webhook"); status != "done" {
 		t.Fatalf("outbox row %s", status)
@@ -223,24 +282,41 @@ func TestWebhookExhausted(t *testing.T) {
 	}
 }
 
-// Finalize does not wait for the receiver: it answers while the
-// receiver still holds the delivery, which then completes in one attempt.
+// Finalize does not wait for the receiver: when finalize's 201 is in
+// hand, the receiver holds exactly that delivery and has not answered it
+// (it answers only when the test lets it: a receiver that sleeps as long
+// as it is asked to); the delivery then completes in one attempt.
 func TestWebhookSlowReceiver(t *testing.T) {
 	user := userFor(t)
 	release := make(chan struct{})
+	// Runs even when the test fails early, before the receiver (shared by
+	// the package) closes: a handler still blocked would hang its Close.
+	let := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(let)
 	hooks.answer(user, func(int) int {
-		<-release // the receiver "sleeps" until the test lets it answer
+		<-release
 		return http.StatusOK
 	})
-	moc, _ := finalizeSession(t, nil, "")
-	// Finalize answered; the delivery is still being held by the receiver.
-	if n := len(hooks.deliveries(user)); n > 1 {
-		t.Fatalf("%d deliveries before the receiver answered", n)
+	moc, _ := finalizeSession(t, nil, "") // 201, or the test fails
+	// The invoke is asynchronous: the delivery may be on its way still.
+	got := hooks.waitDeliveries(t, user, 1)
+	if len(got) != 1 {
+		t.Fatalf("%d deliveries while the receiver holds the first, want 1", len(got))
 	}
-	close(release)
+	var p struct {
+		MocID string `json:"mocId"`
+	}
+	if err := json.Unmarshal(got[0].body, &p); err != nil || p.MocID != moc["id"] {
+		t.Fatalf("held delivery %s is not the finalized MOC's %v (%v)", got[0].body, moc["id"], err)
+	}
+	if got[0].answered {
+		t.Fatal("the receiver answered before finalize did: finalize waited for it")
+	}
+	let()
 	finished(t)
-	if n := len(hooks.deliveries(user)); n != 1 {
-		t.Fatalf("%d deliveries, want 1", n)
+	got = hooks.received(user)
+	if len(got) != 1 || !got[0].answered {
+		t.Fatalf("%d deliveries (first answered: %v), want 1, answered", len(got), len(got) > 0 && got[0].answered)
 	}
 	if status, _ := outboxRow(t, moc["id"].(string), "webhook"); status != "done" {
 		t.Fatalf("outbox row %s", status)

@@ -16,6 +16,7 @@ import (
 	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/shared/postgres"
 	"github.com/mocbuilders/moc-upload/shared/progress"
+	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
 // watcher is a real WebSocket client following one session through the
@@ -37,9 +38,15 @@ func dialWS(t *testing.T, token, sessionID string) (*watcher, *http.Response, er
 	if token != "" {
 		q.Set("token", token)
 	}
+	return dialWSQuery(t, q.Encode())
+}
+
+// dialWSQuery connects with the query string rawQuery, as it is.
+func dialWSQuery(t *testing.T, rawQuery string) (*watcher, *http.Response, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, resp, err := websocket.Dial(ctx, wsURL+"?"+q.Encode(), nil)
+	conn, resp, err := websocket.Dial(ctx, wsURL+"?"+rawQuery, nil)
 	if err != nil {
 		return nil, resp, err
 	}
@@ -154,23 +161,39 @@ func TestWebSocketProgress(t *testing.T) {
 	bystander.nothingPending()
 }
 
+// Refused upgrades. A missing or blank token is refused here; locally the
+// token is the user id, so the rejection of a bad JWT (malformed, expired,
+// wrong audience, signed with another key) is covered by shared/auth's
+// unit tests of the authorizer against a local JWKS server.
 func TestWebSocketConnectRefusals(t *testing.T) {
 	user := userFor(t)
 	c := newClient(t, user)
 	sessionID := createSession(t, c, pdfDecl("a.pdf", 10))
+	expired := createSession(t, c, pdfDecl("a.pdf", 10))
+	if _, err := db.Exec(context.Background(), `UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`, expired); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, token, session string
+		query                string // sent as is instead of token and session
 		status               int
 	}{
-		{"no token", "", sessionID, 401},
-		{"another user's session", "e2e-someone-else", sessionID, 403},
-		{"unknown session", user, "00000000-0000-4000-8000-000000000000", 403},
-		{"no session", user, "", 400},
-		{"not a session id", user, "nope", 400},
+		{name: "no token", session: sessionID, status: 401},
+		{name: "blank token", query: "sessionId=" + sessionID + "&token=%20", status: 401},
+		{name: "empty token", query: "sessionId=" + sessionID + "&token=", status: 401},
+		{name: "another user's session", token: "e2e-someone-else", session: sessionID, status: 403},
+		{name: "unknown session", token: user, session: "00000000-0000-4000-8000-000000000000", status: 403},
+		{name: "no session", token: user, status: 400},
+		{name: "not a session id", token: user, session: "nope", status: 400},
+		{name: "expired session", token: user, session: expired, status: 410},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			unchanged(t, func() {
-				_, resp, err := dialWS(t, tc.token, tc.session)
+				dial := func() (*watcher, *http.Response, error) { return dialWS(t, tc.token, tc.session) }
+				if tc.query != "" {
+					dial = func() (*watcher, *http.Response, error) { return dialWSQuery(t, tc.query) }
+				}
+				_, resp, err := dial()
 				if err == nil || resp == nil || resp.StatusCode != tc.status {
 					status := 0
 					if resp != nil {
@@ -212,44 +235,100 @@ func TestWebSocketDisconnectForgetsConnection(t *testing.T) {
 	}
 }
 
-// With the WebSocket endpoint down, uploads and finalize succeed, and each
-// request logs one warning.
+// With the WebSocket endpoint down, or none configured, uploads and
+// finalize succeed, and each request that records something logs exactly
+// one warning, however many events it had: a part, a batch of three, a
+// finalize that learns of a part PUT straight to S3 and then announces
+// the finalized session.
 func TestWebSocketEndpointDown(t *testing.T) {
-	ctx := context.Background()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close() // nothing listens there any more
-	client, err := progress.NewClient(ctx, progress.ClientConfig{Endpoint: dead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := postgres.Open(ctx, st.Config.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	logs := &logbuf.Buffer{}
-	notifier := progress.New(store, client)
-	notifier.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	old := st.App.Service.Progress
-	st.App.Service.Progress = notifier
-	t.Cleanup(func() { st.App.Service.Progress = old })
+	t.Run("endpoint down", func(t *testing.T) {
+		ctx := context.Background()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := "http://" + ln.Addr().String()
+		ln.Close() // nothing listens there any more
+		client, err := progress.NewClient(ctx, progress.ClientConfig{Endpoint: dead})
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := postgres.Open(ctx, st.Config.DatabaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		logs := &logbuf.Buffer{}
+		notifier := progress.New(store, client)
+		notifier.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		useProgress(t, notifier)
+		// The finalize's one warning counts its two posts: the part it
+		// learnt, then the finalized event.
+		oneWarningPerRequest(t, logs, true, "posts=2")
+	})
+	t.Run("no endpoint", func(t *testing.T) {
+		logs := &logbuf.Buffer{}
+		useProgress(t, progress.Disabled{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		oneWarningPerRequest(t, logs, false, "dropped=2")
+	})
+}
 
+// useProgress makes the local stack's service announce to p for the test.
+func useProgress(t *testing.T, p upload.Progress) {
+	old := st.App.Service.Progress
+	st.App.Service.Progress = p
+	t.Cleanup(func() { st.App.Service.Progress = old })
+}
+
+// oneWarningPerRequest uploads and finalizes a session, checking after
+// each request the warnings logged to logs so far: one per request that
+// recorded something, none for one that did not. finalizeWarning is in
+// the finalize's warning. With watched, a client follows the session, so
+// that there is a connection to post to.
+func oneWarningPerRequest(t *testing.T, logs *logbuf.Buffer, watched bool, finalizeWarning string) {
+	t.Helper()
 	user := userFor(t)
 	c := newClient(t, user)
 	pdf := pdfBytes(mib)
-	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)))
-	watch(t, user, sessionID) // a connection to post to, at an endpoint that is down
-	fileID := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
-	c.put(partPath(sessionID, fileID, 1), pdf).data(t, 200)
-	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
-		t.Fatalf("%d warnings after one part, want 1:\n%s", n, logs.String())
+	batched, batchParts := threeParts()
+	direct := pdfBytes(mib)
+	sessionID := createSession(t, c, pdfDecl("a.pdf", len(pdf)), pdfDecl("b.pdf", len(batched)), pdfDecl("c.pdf", len(direct)))
+	if watched {
+		watch(t, user, sessionID) // a connection to post to
 	}
+	warnings := func(after string, want int) {
+		t.Helper()
+		if n := strings.Count(logs.String(), "level=WARN"); n != want {
+			t.Fatalf("%d warnings after %s, want %d:\n%s", n, after, want, logs.String())
+		}
+	}
+	a := registerFile(t, c, sessionID, pdfDecl("a.pdf", len(pdf)))["fileId"].(string)
+	b := registerFile(t, c, sessionID, pdfDecl("b.pdf", len(batched)))["fileId"].(string)
+	d := registerFile(t, c, sessionID, pdfDecl("c.pdf", len(direct)))["fileId"].(string)
+	warnings("registering files", 0)
+
+	c.put(partPath(sessionID, a, 1), pdf).data(t, 200)
+	warnings("one part", 1)
+
+	body, ct := batchForm(t, batchFormPart{name: "part1", data: batchParts[0]},
+		batchFormPart{name: "part2", data: batchParts[1]}, batchFormPart{name: "part3", data: batchParts[2]})
+	if entries := batchEntries(t, c.do("POST", batchPath(sessionID, b), ct, body).data(t, 200)); len(entries) != 3 {
+		t.Fatalf("batch entries %v, want 3", entries)
+	}
+	warnings("a batch of three parts", 2)
+
+	// A part PUT straight to S3: nothing is recorded until finalize
+	// learns of it.
+	p := c.json("GET", "/api/mocs/uploads/sessions/"+sessionID+"/files/"+d+"/parts/1/url", nil).data(t, 200)
+	if status, _, msg := sendPresigned(t, "PUT", p["url"].(string), p["headers"], direct); status != 200 {
+		t.Fatalf("PUT part 1 to S3: %d %s", status, msg)
+	}
+	warnings("a part PUT to S3", 2)
+
 	c.json("POST", "/api/mocs/uploads/finalize", map[string]any{"uploadSessionId": sessionID, "title": "Unwatched"}).data(t, 201)
-	if n := strings.Count(logs.String(), "level=WARN"); n != 2 {
-		t.Fatalf("%d warnings after finalize, want 2:\n%s", n, logs.String())
+	warnings("finalize", 3)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, finalizeWarning) {
+		t.Errorf("finalize's warning %q, want it to name %s", last, finalizeWarning)
 	}
 }

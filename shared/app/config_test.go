@@ -140,7 +140,7 @@ func TestAppWiresWebSocket(t *testing.T) {
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("$connect = %d %s, %v", res.StatusCode, res.Body, err)
 	}
-	a.Service.Progress.SessionFinalized(t.Context(), upload.SessionFinalized{SessionID: sess.ID, MocID: "m1"})
+	a.Service.Progress.Announce(t.Context(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: sess.ID, MocID: "m1"}})
 	mu.Lock()
 	defer mu.Unlock()
 	want := `{"type":"upload.session.finalized","sessionId":"` + sess.ID + `","mocId":"m1","status":"success"}`

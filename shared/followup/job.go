@@ -38,10 +38,12 @@
 // is OUTBOX_REDISPATCH_AFTER_SECONDS old (or was refused), and gives it up
 // (failed) after [DefaultMaxDispatches] dispatches in all. Per dispatch:
 //
-//   - Thumbnail returns an error only when a retry can help (S3 or the
-//     database failing), so Lambda runs it 1 + MaximumRetryAttempts times
-//     (the template sets 1: 2 runs); a bad, missing or oversized image is a
-//     final answer (thumbnail failed, row done, no error).
+//   - Thumbnail returns an error only when it cannot record its answer
+//     (the database failing, or its deadline cutting S3 short), so Lambda
+//     runs it 1 + MaximumRetryAttempts times (the template sets 1: 2 runs).
+//     A bad, missing or oversized image is a final answer (thumbnail
+//     failed, row done, no error), and so is an S3 error the SDK's own
+//     retries did not get past (thumbnail failed, row failed, no error).
 //   - Webhook never returns an error, so Lambda never runs it again: one run
 //     per dispatch, which makes at most webhook.Sender's Attempts (4) HTTP
 //     requests — 4 × (1 + MaximumRetryAttempts, which the template sets to

@@ -85,12 +85,10 @@ func (f *fakeInvoker) take() []invocation {
 	return c
 }
 
-// countingBlob counts the calls of the thumbnail's blob port and can make
-// PutObject fail.
+// countingBlob counts the calls of the thumbnail's blob port.
 type countingBlob struct {
 	*s3blob.Blob
 	heads, opens, puts atomic.Int32
-	putErr             error
 }
 
 func (c *countingBlob) Head(ctx context.Context, key string) (int64, error) {
@@ -105,10 +103,67 @@ func (c *countingBlob) Open(ctx context.Context, key string) (io.ReadCloser, err
 
 func (c *countingBlob) PutObject(ctx context.Context, key, contentType string, body []byte) error {
 	c.puts.Add(1)
-	if c.putErr != nil {
-		return c.putErr
-	}
 	return c.Blob.PutObject(ctx, key, contentType, body)
+}
+
+// faultyBlob is a real blob store with one fault injected: its n-th call
+// (from 1: Head, Open, each Read of an opened body, PutObject) fails with
+// err, after calling before, when set. failOn 0 never fails: the calls
+// are only counted.
+type faultyBlob struct {
+	followup.ThumbnailBlob
+	failOn int32
+	err    error
+	before func()
+	calls  atomic.Int32
+}
+
+func (f *faultyBlob) fault() error {
+	if f.calls.Add(1) != f.failOn {
+		return nil
+	}
+	if f.before != nil {
+		f.before()
+	}
+	return f.err
+}
+
+func (f *faultyBlob) Head(ctx context.Context, key string) (int64, error) {
+	if err := f.fault(); err != nil {
+		return 0, err
+	}
+	return f.ThumbnailBlob.Head(ctx, key)
+}
+
+func (f *faultyBlob) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := f.fault(); err != nil {
+		return nil, err
+	}
+	rc, err := f.ThumbnailBlob.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return faultyBody{rc, f}, nil
+}
+
+func (f *faultyBlob) PutObject(ctx context.Context, key, contentType string, body []byte) error {
+	if err := f.fault(); err != nil {
+		return err
+	}
+	return f.ThumbnailBlob.PutObject(ctx, key, contentType, body)
+}
+
+// faultyBody is an object's body whose reads count as calls of its blob.
+type faultyBody struct {
+	io.ReadCloser
+	f *faultyBlob
+}
+
+func (b faultyBody) Read(p []byte) (int, error) {
+	if err := b.f.fault(); err != nil {
+		return 0, err
+	}
+	return b.ReadCloser.Read(p)
 }
 
 // env is a service with its outbox, over a fresh database and bucket.
@@ -184,32 +239,49 @@ var pdf = append([]byte("%PDF-1.7\n"), bytes.Repeat([]byte("x"), 1000)...)
 // image (a PNG) unless it is nil — and finalizes it.
 func (e *env) finalize(t *testing.T, userID, title string, image []byte) *upload.Moc {
 	t.Helper()
-	ctx := t.Context()
-	files := map[upload.FileSpec][]byte{
-		{Category: upload.CategoryInstruction, Name: "instructions.pdf", Size: int64(len(pdf)), Type: "application/pdf", Ext: "pdf"}: pdf,
-	}
+	files := []sessionFile{{upload.FileSpec{Category: upload.CategoryInstruction, Name: "instructions.pdf", Size: int64(len(pdf)), Type: "application/pdf", Ext: "pdf"}, pdf}}
 	if image != nil {
-		files[upload.FileSpec{Category: upload.CategoryImage, Name: "front.png", Size: int64(len(image)), Type: "image/png", Ext: "png"}] = image
+		files = append(files, sessionFile{upload.FileSpec{Category: upload.CategoryImage, Name: "front.png", Size: int64(len(image)), Type: "image/png", Ext: "png"}, image})
 	}
+	return e.finalizeFiles(t, userID, title, files)
+}
+
+// sessionFile is a file of a session and its bytes.
+type sessionFile struct {
+	spec upload.FileSpec
+	data []byte
+}
+
+// finalizeFiles registers the files in their order, uploads them in the
+// reverse order (so that no test can mistake the upload order for the
+// registration order) and finalizes the MOC.
+func (e *env) finalizeFiles(t *testing.T, userID, title string, files []sessionFile) *upload.Moc {
+	t.Helper()
+	ctx := t.Context()
 	var specs []upload.FileSpec
-	for spec := range files {
-		specs = append(specs, spec)
+	for _, f := range files {
+		specs = append(specs, f.spec)
 	}
 	sess, err := e.svc.CreateSession(ctx, userID, specs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for spec, data := range files {
-		reg, err := e.svc.RegisterFile(ctx, userID, sess.ID, spec, nil)
+	ids := make([]string, len(files))
+	for i, f := range files {
+		reg, err := e.svc.RegisterFile(ctx, userID, sess.ID, f.spec, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		ids[i] = reg.File.ID
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		data := files[i].data
 		for n, off := 1, int64(0); off < int64(len(data)); n, off = n+1, off+sess.PartSizeBytes {
 			part := data[off:min(off+sess.PartSizeBytes, int64(len(data)))]
 			sum := md5.Sum(part)
-			if _, err := e.svc.UploadPart(ctx, userID, sess.ID, reg.File.ID, n, bytes.NewReader(part),
+			if _, err := e.svc.UploadPart(ctx, userID, sess.ID, ids[i], n, bytes.NewReader(part),
 				int64(len(part)), base64.StdEncoding.EncodeToString(sum[:])); err != nil {
-				t.Fatalf("upload part %d of %s: %v", n, spec.Name, err)
+				t.Fatalf("upload part %d of %s: %v", n, files[i].spec.Name, err)
 			}
 		}
 	}

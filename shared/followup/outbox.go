@@ -16,7 +16,9 @@ const (
 	// the work's final answer.
 	StatusDone = "done"
 	// StatusFailed is work given up: a webhook the receiver refused or
-	// never took, or work still not done after MaxDispatches dispatches.
+	// never took, a thumbnail S3 would not give the image or take the
+	// result for (the MOC says failed), or work still not done after
+	// MaxDispatches dispatches.
 	StatusFailed = "failed"
 )
 
@@ -105,4 +107,8 @@ type SweepStore interface {
 	ClaimStaleOutbox(ctx context.Context, olderThan time.Duration, limit int) ([]Row, error)
 	// FinishOutbox is JobStore's.
 	FinishOutbox(ctx context.Context, id string, o Outcome) (bool, error)
+	// DeleteExpiredConnections removes the WebSocket connection rows past
+	// their expiry (clients whose $disconnect never came) and says how
+	// many it removed.
+	DeleteExpiredConnections(ctx context.Context) (int64, error)
 }

@@ -33,6 +33,12 @@ const (
 // MOC's thumbnail_status failed too. It runs on a schedule (EventBridge);
 // each run logs its counts.
 //
+// Each run also deletes the WebSocket connection rows past their expiry
+// (clients whose $disconnect never came). Listing hides them and each
+// $connect deletes them, but without a schedule they would stay as long as
+// nobody connects. One statement on an indexed column, bounded by the
+// database's statement_timeout; running it twice deletes nothing more.
+//
 // RedispatchAfter must be longer than a job can legitimately take — the
 // function's timeout, plus, for Thumbnail, Lambda's asynchronous retries
 // (about 1 and 2 minutes apart) — or a slow job gets a second, harmless,
@@ -58,6 +64,9 @@ type SweepResult struct {
 	DispatchErrors int `json:"dispatchErrors"`
 	// GivenUp rows were marked failed.
 	GivenUp int `json:"givenUp"`
+	// ExpiredConnections is how many expired WebSocket connection rows
+	// were deleted (left out of the JSON when none).
+	ExpiredConnections int64 `json:"expiredConnections,omitempty"`
 }
 
 // Run sweeps once. An error is the database's; what was done before it is
@@ -70,7 +79,7 @@ func (s *Sweeper) Run(ctx context.Context) (res SweepResult, err error) {
 	ctx, span := tracer().Start(ctx, spanSweep)
 	defer func() {
 		span.SetAttributes(attrRedispatched.Int(res.Redispatched), attrDispatchErrors.Int(res.DispatchErrors),
-			attrGivenUp.Int(res.GivenUp))
+			attrGivenUp.Int(res.GivenUp), attrExpiredConns.Int64(res.ExpiredConnections))
 		endSpan(span, err)
 	}()
 	log := logger(s.Logger)
@@ -106,8 +115,14 @@ func (s *Sweeper) Run(ctx context.Context) (res SweepResult, err error) {
 			break
 		}
 	}
+	if err == nil && ctx.Err() == nil {
+		res.ExpiredConnections, err = s.Store.DeleteExpiredConnections(ctx)
+		if err != nil {
+			err = fmt.Errorf("followup: sweep expired connections: %w", err)
+		}
+	}
 	attrs := []any{slog.Int("redispatched", res.Redispatched), slog.Int("dispatchErrors", res.DispatchErrors),
-		slog.Int("givenUp", res.GivenUp)}
+		slog.Int("givenUp", res.GivenUp), slog.Int64("expiredConnections", res.ExpiredConnections)}
 	if err != nil {
 		log.ErrorContext(ctx, "outbox sweep failed", append(attrs, slog.String("err", err.Error()))...)
 		return res, err

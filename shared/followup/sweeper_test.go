@@ -121,3 +121,52 @@ func TestSweeperInvokeFailure(t *testing.T) {
 		t.Errorf("%d invokes, want 3", n)
 	}
 }
+
+// The sweep also deletes the WebSocket connection rows past their expiry,
+// logs how many, and leaves the live ones; the next sweep has none to
+// delete.
+func TestSweeperDeletesExpiredConnections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sess, err := e.svc.CreateSession(t.Context(), "u1", []upload.FileSpec{
+		{Category: upload.CategoryInstruction, Name: "a.pdf", Size: 1000, Type: "application/pdf", Ext: "pdf"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, expires := range map[string]time.Time{
+		"live": time.Now().Add(time.Hour),
+		"old1": time.Now().Add(-time.Minute),
+		"old2": time.Now().Add(-24 * time.Hour),
+	} {
+		if err := e.store.SaveConnection(t.Context(), id, "u1", sess.ID, expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw := &followup.Sweeper{Store: e.store, Dispatcher: e.disp, Logger: e.log}
+	res, err := sw.Run(t.Context())
+	if err != nil || res != (followup.SweepResult{ExpiredConnections: 2}) {
+		t.Fatalf("sweep = %+v, %v; want 2 expired connections deleted", res, err)
+	}
+	rows, err := e.store.Pool().Query(t.Context(), `SELECT connection_id FROM websocket_connections ORDER BY connection_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, id)
+	}
+	rows.Close()
+	if len(left) != 1 || left[0] != "live" {
+		t.Errorf("connection rows left: %v, want only live", left)
+	}
+	mustContain(t, "log", e.logs.String(), `"msg":"outbox swept"`, `"expiredConnections":2`)
+
+	if res, err := sw.Run(t.Context()); err != nil || res != (followup.SweepResult{}) {
+		t.Errorf("second sweep = %+v, %v; want nothing", res, err)
+	}
+}

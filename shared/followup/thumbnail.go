@@ -32,18 +32,28 @@ type ThumbnailBlob interface {
 }
 
 // Thumbnails does the thumbnail jobs: it makes a 300x300 JPEG of the MOC's
-// first image and records the result on the MOC.
+// first image (upload.Moc.FirstImage) and records the result on the MOC.
 //
-// An image that cannot give a thumbnail — over MaxImageBytes, gone from
-// storage, of a type or content the decoder refuses — is a final answer:
-// the MOC's thumbnail_status becomes failed, a warning is logged, the row
-// is done (last_error says why), and Run returns nil. Storage or database
-// trouble (S3 down, a read cut short) is not the image's fault: Run notes
-// it on the row, which stays pending, and returns the error, so that
-// Lambda's asynchronous retries (MaximumRetryAttempts, default 2) and then
-// the Sweeper run the job again; when the Sweeper gives up, the MOC's
-// thumbnail is failed too. Running a job twice writes the same object
-// (the key depends on the MOC only) and the second run finds the row done.
+// Every answer about the image or the storage is final, so that a MOC
+// never waits on a thumbnail that cannot come: the MOC's thumbnail_status
+// becomes failed, one warning names the MOC and the reason, last_error
+// keeps it, nothing else of the MOC changes, and Run returns nil.
+//
+//   - An image that cannot give a thumbnail — over MaxImageBytes (refused
+//     on its HEAD, never downloaded), gone from storage, of a type or
+//     content the decoder refuses — ends the row done: the work was done,
+//     its answer is "no thumbnail".
+//   - An S3 error reading the image or writing the thumbnail, after the
+//     SDK's own retries (throttling, 5xx, a stream cut short), ends the
+//     row failed: given up, not sent again by the Sweeper.
+//
+// Only what cannot be recorded returns an error: the database failing, or
+// the function's own deadline cutting S3 short (ctx ended). The row then
+// stays pending with the reason, and Lambda's asynchronous retry
+// (MaximumRetryAttempts 1 in template.yaml: 2 runs) and then the Sweeper
+// run the job again; when the Sweeper gives up, the MOC's thumbnail is
+// failed too. Running a job twice writes the same object (the key depends
+// on the MOC only) and the second run finds the row finished.
 type Thumbnails struct {
 	Store JobStore
 	Blob  ThumbnailBlob
@@ -78,24 +88,23 @@ func (t *Thumbnails) Run(ctx context.Context, job Job) (err error) {
 			Thumbnail: &ThumbnailState{Status: upload.ThumbnailNone}})
 	}
 	log = log.With(slog.String("imageKey", img.S3Key))
-	jpeg, reason, err := t.make(ctx, img)
+	key := upload.ThumbnailKey(t.Stage, m.UserID, m.ID)
+	jpeg, no, err := t.make(ctx, img)
+	if err == nil && no == nil {
+		if perr := t.Blob.PutObject(ctx, key, ThumbnailContentType, jpeg); perr != nil {
+			no, err = storageFailure(ctx, "the thumbnail could not be stored", perr)
+		}
+	}
 	switch {
 	case err != nil:
 		msg := err.Error()
 		log.WarnContext(ctx, "thumbnail not made, to be retried", slog.String("err", msg))
 		note(ctx, t.Store, row.ID, msg, log)
 		return err
-	case reason != "":
-		log.WarnContext(ctx, "thumbnail failed", slog.String("reason", reason))
-		return finish(ctx, t.Store, row.ID, Outcome{Status: StatusDone, LastError: reason,
+	case no != nil:
+		log.WarnContext(ctx, "thumbnail failed", slog.String("reason", no.reason))
+		return finish(ctx, t.Store, row.ID, Outcome{Status: no.status, LastError: no.reason,
 			Thumbnail: &ThumbnailState{Status: upload.ThumbnailFailed}})
-	}
-	key := upload.ThumbnailKey(t.Stage, m.UserID, m.ID)
-	if err := t.Blob.PutObject(ctx, key, ThumbnailContentType, jpeg); err != nil {
-		err = fmt.Errorf("followup: store thumbnail: %w", err)
-		log.WarnContext(ctx, "thumbnail not stored, to be retried", slog.String("err", err.Error()))
-		note(ctx, t.Store, row.ID, err.Error(), log)
-		return err
 	}
 	url := t.Blob.ObjectURL(key)
 	if err := finish(ctx, t.Store, row.ID, Outcome{Status: StatusDone,
@@ -106,35 +115,60 @@ func (t *Thumbnails) Run(ctx context.Context, job Job) (err error) {
 	return nil
 }
 
+// noThumbnail is a final answer without a thumbnail: why, and the status
+// it ends the row with (StatusDone for the image's fault, StatusFailed for
+// S3's).
+type noThumbnail struct {
+	reason string
+	status string
+}
+
+// storageFailure is what an S3 error makes of a job: a final answer
+// (thumbnail failed, row failed) once the SDK has retried it, or an error
+// to be retried when the function's own context ended it — that is the
+// deadline's doing, not S3's.
+func storageFailure(ctx context.Context, what string, err error) (*noThumbnail, error) {
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("followup: %s: %w", what, err)
+	}
+	return &noThumbnail{reason: "S3 error: " + what + ": " + err.Error(), status: StatusFailed}, nil
+}
+
 // make reads the image and makes its thumbnail. It returns the JPEG; or
-// why the image cannot give one (a final answer); or an error worth a
-// retry.
-func (t *Thumbnails) make(ctx context.Context, img *upload.MocFile) (jpeg []byte, reason string, err error) {
+// why there is none (a final answer); or an error worth a retry.
+func (t *Thumbnails) make(ctx context.Context, img *upload.MocFile) ([]byte, *noThumbnail, error) {
 	if t.Generate == nil {
-		return nil, "", errors.New("followup: Thumbnails.Generate is not set")
+		return nil, nil, errors.New("followup: Thumbnails.Generate is not set")
 	}
 	limit := t.MaxImageBytes
 	if limit <= 0 {
 		limit = DefaultMaxImageBytes
 	}
-	tooLarge := func(size int64) string {
-		return fmt.Sprintf("the image is %d bytes, over the %d-byte limit for thumbnails", size, limit)
+	refused := func(reason string) *noThumbnail {
+		return &noThumbnail{reason: reason, status: StatusDone}
 	}
+	tooLarge := func(size int64) *noThumbnail {
+		return refused(fmt.Sprintf("the image is %d bytes, over the %d-byte limit for thumbnails", size, limit))
+	}
+	const gone = "the image is no longer in storage"
+	const unread = "the image could not be read"
 	size, err := t.Blob.Head(ctx, img.S3Key)
 	switch {
 	case errors.Is(err, upload.ErrNotFound):
-		return nil, "the image is no longer in storage", nil
+		return nil, refused(gone), nil
 	case err != nil:
-		return nil, "", fmt.Errorf("followup: head image: %w", err)
+		no, err := storageFailure(ctx, unread, err)
+		return nil, no, err
 	case size > limit:
 		return nil, tooLarge(size), nil
 	}
 	body, err := t.Blob.Open(ctx, img.S3Key)
 	if errors.Is(err, upload.ErrNotFound) {
-		return nil, "the image is no longer in storage", nil
+		return nil, refused(gone), nil
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("followup: read image: %w", err)
+		no, err := storageFailure(ctx, unread, err)
+		return nil, no, err
 	}
 	defer body.Close()
 	// The object may have grown since the HEAD: never read past the limit.
@@ -143,15 +177,16 @@ func (t *Thumbnails) make(ctx context.Context, img *upload.MocFile) (jpeg []byte
 	switch {
 	case r.err != nil:
 		// The read failed, not the image: S3 cut the stream.
-		return nil, "", fmt.Errorf("followup: read image: %w", r.err)
+		no, err := storageFailure(ctx, unread, r.err)
+		return nil, no, err
 	case r.n > limit:
 		return nil, tooLarge(r.n), nil
 	case genErr != nil:
 		// thumbnail.ErrUnsupported, thumbnail.ErrDecode, or another
 		// refusal of these bytes: trying again would give the same.
-		return nil, "the image cannot be made into a thumbnail: " + genErr.Error(), nil
+		return nil, refused("the image cannot be made into a thumbnail: " + genErr.Error()), nil
 	}
-	return jpeg, "", nil
+	return jpeg, nil, nil
 }
 
 // trackingReader counts what it reads and keeps the first error other

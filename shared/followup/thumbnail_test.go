@@ -2,16 +2,22 @@ package followup_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
+	"image/png"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/shared/followup"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
@@ -149,36 +155,233 @@ func TestThumbnailOfTooLargeImage(t *testing.T) {
 	}
 }
 
-// Storage that fails is not the image's fault: the job returns the error
-// (Lambda retries it), the row stays pending with the reason, and a later
-// run makes the thumbnail.
-func TestThumbnailStorageErrorIsRetried(t *testing.T) {
+// An S3 error the SDK's retries did not get past — on the HEAD, the GET,
+// any read of the body or the PUT of the thumbnail — is a final answer:
+// the thumbnail failed with the reason, one warning with the MOC id, the
+// row failed and never dispatched again, the MOC otherwise untouched, no
+// thumbnail stored. Each of the job's S3 calls fails in turn, over the
+// real S3 server.
+func TestThumbnailStorageErrorFails(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	m := e.finalize(t, "u1", "Castle", pngImage(t, 320, 320))
-	job := e.job(t, m.ID, followup.KindThumbnail)
+	img := pngImage(t, 320, 320)
+	s3Err := fmt.Errorf("s3: %w", upload.ErrUnavailable)
 
-	e.blob.putErr = fmt.Errorf("s3: put: %w", upload.ErrUnavailable)
-	err := e.thumbs.Run(t.Context(), job)
-	if !errors.Is(err, upload.ErrUnavailable) {
-		t.Fatalf("Run = %v, want the storage error", err)
-	}
-	r := e.row(t, job.OutboxID)
-	if r.Status != followup.StatusPending {
-		t.Errorf("row = %+v, want pending", r)
-	}
-	mustContain(t, "last_error", r.LastError, "store thumbnail", "unavailable")
-	if got := e.moc(t, m.ID); got.ThumbnailStatus != upload.ThumbnailPending {
-		t.Errorf("thumbnail status = %s, want still pending", got.ThumbnailStatus)
-	}
-
-	e.blob.putErr = nil
-	if err := e.thumbs.Run(t.Context(), job); err != nil {
+	// A clean run counts the job's S3 calls.
+	counting := &faultyBlob{ThumbnailBlob: e.blob}
+	clean := *e.thumbs
+	clean.Blob = counting
+	m := e.finalize(t, "u1", "Clean", img)
+	if err := clean.Run(t.Context(), e.job(t, m.ID, followup.KindThumbnail)); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.moc(t, m.ID); got.ThumbnailStatus != upload.ThumbnailReady {
-		t.Errorf("after the retry: %s, want ready", got.ThumbnailStatus)
+		t.Fatalf("clean run: thumbnail %s, want ready", got.ThumbnailStatus)
 	}
+	calls := counting.calls.Load()
+	if calls < 4 { // HEAD, GET, at least one read, PUT
+		t.Fatalf("the job made %d S3 calls, want at least 4", calls)
+	}
+
+	for n := int32(1); n <= calls; n++ {
+		user := fmt.Sprintf("u%d", n+1)
+		m := e.finalize(t, user, "Castle", img)
+		before := e.moc(t, m.ID)
+		job := e.job(t, m.ID, followup.KindThumbnail)
+		logs := &logbuf.Buffer{}
+		th := *e.thumbs
+		th.Blob = &faultyBlob{ThumbnailBlob: e.blob, failOn: n, err: s3Err}
+		th.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+		if err := th.Run(t.Context(), job); err != nil {
+			t.Errorf("call %d of %d failing: Run = %v, want nil (a final answer)", n, calls, err)
+			continue
+		}
+		r := e.row(t, job.OutboxID)
+		if r.Status != followup.StatusFailed {
+			t.Errorf("call %d failing: row %s, want failed", n, r.Status)
+		}
+		what := "the image could not be read"
+		if n == calls {
+			what = "the thumbnail could not be stored"
+		}
+		mustContain(t, fmt.Sprintf("call %d failing: last_error", n), r.LastError, "S3 error", what, "storage unavailable")
+		after := e.moc(t, m.ID)
+		if after.ThumbnailStatus != upload.ThumbnailFailed || after.ThumbnailURL != nil {
+			t.Errorf("call %d failing: MOC thumbnail %s %v, want failed, no URL", n, after.ThumbnailStatus, after.ThumbnailURL)
+		}
+		after.ThumbnailStatus, after.UpdatedAt = before.ThumbnailStatus, before.UpdatedAt
+		if !reflect.DeepEqual(after, before) {
+			t.Errorf("call %d failing: the MOC changed beyond its thumbnail:\n%+v\nwas\n%+v", n, after, before)
+		}
+		if e.objectExists(t, upload.ThumbnailKey(stage, user, m.ID)) {
+			t.Errorf("call %d failing: a thumbnail was stored", n)
+		}
+		var warns []map[string]any
+		for line := range strings.Lines(logs.String()) {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			if rec["level"] == "WARN" {
+				warns = append(warns, rec)
+			}
+		}
+		if len(warns) != 1 || warns[0]["msg"] != "thumbnail failed" || warns[0]["mocId"] != m.ID ||
+			!strings.Contains(fmt.Sprint(warns[0]["reason"]), "S3 error") {
+			t.Errorf("call %d failing: WARN lines %v, want one \"thumbnail failed\" with the mocId and the S3 error", n, warns)
+		}
+	}
+
+	// Not sent again: the Sweeper takes pending rows only, however old.
+	e.inv.take()
+	if _, err := e.store.Pool().Exec(t.Context(), `UPDATE outbox SET dispatched_at = now() - interval '1 hour' WHERE kind = 'thumbnail'`); err != nil {
+		t.Fatal(err)
+	}
+	sw := &followup.Sweeper{Store: e.store, Dispatcher: e.disp, Logger: e.log}
+	if _, err := sw.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range e.inv.take() {
+		if c.Function == followup.ThumbnailFunction {
+			t.Errorf("the sweep dispatched the thumbnail %+v again", c.Job)
+		}
+	}
+}
+
+// What cannot be recorded is retried: the database failing to end the
+// row, or the function's deadline cutting S3 short. Run returns the
+// error (Lambda runs the job again, then the Sweeper), the row stays
+// pending with the reason, the MOC's thumbnail pending; a later run makes
+// the thumbnail.
+func TestThumbnailRetriedWhenNothingCanBeRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dbErr := errors.New("conn closed")
+	for name, tc := range map[string]struct {
+		thumbs  func(th *followup.Thumbnails, cancel context.CancelFunc)
+		wantErr error
+		reason  string
+	}{
+		"database": {
+			thumbs: func(th *followup.Thumbnails, _ context.CancelFunc) {
+				th.Store = finishFails{th.Store, dbErr}
+			},
+			wantErr: dbErr, reason: "", // nothing could be recorded
+		},
+		"deadline during the GET": {
+			thumbs: func(th *followup.Thumbnails, cancel context.CancelFunc) {
+				th.Blob = &faultyBlob{ThumbnailBlob: e.blob, failOn: 2, err: context.DeadlineExceeded, before: cancel}
+			},
+			wantErr: context.DeadlineExceeded, reason: "the image could not be read",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := e.finalize(t, "u-"+strings.ReplaceAll(name, " ", "-"), "Castle", pngImage(t, 320, 320))
+			job := e.job(t, m.ID, followup.KindThumbnail)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			th := *e.thumbs
+			tc.thumbs(&th, cancel)
+			if err := th.Run(ctx, job); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Run = %v, want %v", err, tc.wantErr)
+			}
+			r := e.row(t, job.OutboxID)
+			if r.Status != followup.StatusPending {
+				t.Errorf("row %s, want pending", r.Status)
+			}
+			mustContain(t, "last_error", r.LastError, tc.reason)
+			if got := e.moc(t, m.ID); got.ThumbnailStatus != upload.ThumbnailPending {
+				t.Errorf("thumbnail %s, want still pending", got.ThumbnailStatus)
+			}
+			if err := e.thumbs.Run(t.Context(), job); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.moc(t, m.ID); got.ThumbnailStatus != upload.ThumbnailReady {
+				t.Errorf("after the retry: %s, want ready", got.ThumbnailStatus)
+			}
+		})
+	}
+}
+
+// finishFails is the real store whose FinishOutbox fails (fault
+// injection: the database going away between the work and its record).
+type finishFails struct {
+	followup.JobStore
+	err error
+}
+
+func (f finishFails) FinishOutbox(context.Context, string, followup.Outcome) (bool, error) {
+	return false, f.err
+}
+
+// The thumbnail is made from the MOC's first image in its file order:
+// images after instructions and parts lists, image files before files
+// of the category thumbnail, each in registration order — not in upload
+// order, nor by name.
+func TestThumbnailOfFirstImage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := solidPNG(t, 400, 200, color.NRGBA{255, 0, 0, 255})  // red, landscape
+	second := solidPNG(t, 200, 400, color.NRGBA{0, 0, 255, 255}) // blue, portrait
+	cover := solidPNG(t, 300, 300, color.NRGBA{0, 255, 0, 255})  // green
+	png := func(c upload.Category, name string, data []byte) sessionFile {
+		return sessionFile{upload.FileSpec{Category: c, Name: name, Size: int64(len(data)), Type: "image/png", Ext: "png"}, data}
+	}
+	m := e.finalizeFiles(t, "u1", "Two images", []sessionFile{
+		png(upload.CategoryThumbnail, "a-cover.png", cover),
+		png(upload.CategoryImage, "z-first.png", first),
+		{upload.FileSpec{Category: upload.CategoryInstruction, Name: "instructions.pdf", Size: int64(len(pdf)), Type: "application/pdf", Ext: "pdf"}, pdf},
+		png(upload.CategoryImage, "b-second.png", second),
+	})
+	if err := e.thumbs.Run(t.Context(), e.job(t, m.ID, followup.KindThumbnail)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.moc(t, m.ID); got.ThumbnailStatus != upload.ThumbnailReady {
+		t.Fatalf("thumbnail %s, want ready", got.ThumbnailStatus)
+	}
+	stored, _ := e.getObject(t, upload.ThumbnailKey(stage, "u1", m.ID))
+	for name, src := range map[string][]byte{"second image": second, "thumbnail file": cover} {
+		other, err := e.thumbs.Generate(bytes.NewReader(src), "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(stored, other) {
+			t.Fatalf("the thumbnail was made from the %s", name)
+		}
+	}
+	want, err := e.thumbs.Generate(bytes.NewReader(first), "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(stored, want) {
+		t.Errorf("stored thumbnail (%d bytes) is not the first image's (%d bytes)", len(stored), len(want))
+	}
+	img, err := jpeg.Decode(bytes.NewReader(stored))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != 300 || b.Dy() != 300 {
+		t.Errorf("thumbnail %v, want 300x300", b)
+	}
+	if r, g, b, _ := img.At(150, 150).RGBA(); r>>8 < 200 || g>>8 > 60 || b>>8 > 60 {
+		t.Errorf("thumbnail's centre %v, want the first image's red", img.At(150, 150))
+	}
+}
+
+// solidPNG encodes a w x h PNG of one colour.
+func solidPNG(t *testing.T, w, h int, c color.NRGBA) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.SetNRGBA(x, y, c)
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 // A job whose row is gone, finished, or of another kind does nothing.

@@ -50,6 +50,7 @@ const (
 	attrRedispatched    = attribute.Key("redispatched")
 	attrDispatchErrors  = attribute.Key("dispatchErrors")
 	attrGivenUp         = attribute.Key("givenUp")
+	attrExpiredConns    = attribute.Key("expiredConnections")
 )
 
 // tracer is asked for on each use, not kept: a kept one would stay bound

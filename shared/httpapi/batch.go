@@ -18,9 +18,12 @@ import (
 // one form part per upload part, named part<N>. It is read as a stream:
 // each form part is copied into a buffer of at most its expected size + 1
 // byte (so a part that is too big fails without being held whole), and
-// handed to a worker that sends it to S3 through Service.UploadPart; at
+// handed to a worker that sends it to S3 through Service.StorePart; at
 // most BatchConcurrency workers (and so buffers) at a time. Reading form
-// part N+1 consumes part N, which is why every part is buffered.
+// part N+1 consumes part N, which is why every part is buffered. Once the
+// workers are done, the stored parts are announced to the WebSocket
+// clients in one call (Service.AnnounceParts): one request, one call, at
+// most one warning when the WebSocket side is down.
 
 // maxBatchFormParts bounds the form parts of one batch (S3's part count):
 // beyond it the body is not read further.
@@ -106,7 +109,20 @@ func (a *API) uploadPartsBatch(w http.ResponseWriter, r *http.Request) error {
 	b.read(multipart.NewReader(closing, boundary), closing)
 	b.wg.Wait()
 	b.returnBuffers()
+	b.announce()
 	return b.respond(w)
+}
+
+// announce tells the session's WebSocket clients about the stored parts,
+// in one call.
+func (b *batch) announce() {
+	var stored []upload.PartResult
+	for _, e := range b.entries {
+		if e.err == nil && e.result != nil {
+			stored = append(stored, *e.result)
+		}
+	}
+	b.a.svc.AnnounceParts(b.r.Context(), b.sessionID, stored)
 }
 
 func batchTooLarge(limit int64) error {
@@ -197,7 +213,7 @@ func (b *batch) part(p *multipart.Part, e *batchEntry) bool {
 				b.fail(e, fmt.Errorf("panic: %v", v))
 			}
 		}()
-		res, err := b.a.svc.UploadPart(b.r.Context(), b.user, b.sessionID, b.fileID, n, bytes.NewReader(data), want, md5)
+		res, err := b.a.svc.StorePart(b.r.Context(), b.user, b.sessionID, b.fileID, n, bytes.NewReader(data), want, md5)
 		if err != nil {
 			b.fail(e, err)
 			return

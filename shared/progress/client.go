@@ -3,12 +3,14 @@ package progress
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
@@ -94,6 +96,14 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*apigatewaymanagementapi.
 				o.MaxBackoff = MaxBackoff
 			})
 		}),
+		// A Notifier posts to DefaultConcurrency connections at once (and
+		// moc-local may run two requests' fan-outs at once); the SDK's
+		// transport keeps only 10 idle connections per host, so a fan-out
+		// to many connections would open (and TLS-handshake) the rest anew
+		// for every event.
+		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = 2 * DefaultConcurrency
+		})),
 	}
 	switch {
 	case cfg.AccessKeyID != "":

@@ -25,8 +25,8 @@
 // function's role), with no signature for a host outside amazonaws.com
 // when they are not, and from the default credential chain otherwise.
 //
-// Without an endpoint, [Open] returns [Disabled]: every event is dropped
-// with one warning in the log, and the upload goes on.
+// Without an endpoint, [Open] returns [Disabled]: every request's events
+// are dropped with one warning in the log, and the upload goes on.
 //
 // The functions that record parts or finalize need the IAM action
 // execute-api:ManageConnections on
@@ -34,15 +34,19 @@
 //
 // # Considerations
 //
-// Events are best effort and never fail or slow an upload for long: a call
-// reads the session's connections once, posts to them concurrently (at
-// most [Notifier.Concurrency] at once; several events of one call go to a
-// connection in order, one after the other) and gives up when
-// [Notifier.Timeout] (2 s by default) has passed, or half the time left
-// before the request's own deadline when that is sooner. It is detached
-// from the request's cancellation: the change it reports has committed. A
-// call logs at most one warning, naming how many posts failed and the first
-// error; nothing is retried later.
+// Events are best effort and never fail an upload, nor hold it up for
+// long. A request makes one call, [Notifier.Announce], with all its events
+// (a batch's parts once they are all stored, a finalize's learnt parts and
+// then its finalized event). The call reads the session's connections
+// once, posts to them concurrently (at most [Notifier.Concurrency] at
+// once; the call's events go to each connection in order, one after the
+// other) and gives up when [Notifier.Timeout] (2 s by default) has passed,
+// or half the time left before the request's own deadline when that is
+// sooner. The request waits for it (at most that long) before it answers,
+// so that a Lambda is not frozen with posts half sent. The call is
+// detached from the request's cancellation: the change it reports has
+// committed. A call, so a request, logs at most one warning, naming how
+// many posts failed and the first error; nothing is retried later.
 //
 // A connection the management API answers 410 Gone for is deleted, unless
 // it was saved less than [Notifier.GoneGrace] ago: API Gateway answers 410

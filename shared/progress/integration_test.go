@@ -4,13 +4,16 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,8 +165,8 @@ func TestRealClientPostsToTheManagementAPI(t *testing.T) {
 		{SessionID: s1, FileID: "f1", PartNumber: 2, ETag: "e2", TotalParts: 3, CompletedParts: 1},
 		{SessionID: s1, FileID: "f1", PartNumber: 1, ETag: "e1", TotalParts: 3, CompletedParts: 2},
 	}
-	n.PartsCompleted(t.Context(), parts)
-	n.SessionFinalized(t.Context(), upload.SessionFinalized{SessionID: s1, MocID: "m1"})
+	n.Announce(t.Context(), upload.Events{Parts: parts})
+	n.Announce(t.Context(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: s1, MocID: "m1"}})
 
 	want := []string{
 		`{"type":"upload.part.completed","sessionId":"` + s1 + `","fileId":"f1","partNumber":2,"etag":"e2","totalParts":3,"completedParts":1,"percentComplete":33}`,
@@ -222,7 +225,7 @@ func TestGoneGraceSparesAnOpeningConnection(t *testing.T) {
 	connect(t, store, "opening", "u1", s1)
 	api.answer("opening", gone) // $connect has not returned yet
 	n, logs := newClientNotifier(t, store, ClientConfig{Endpoint: api.endpoint()})
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{{SessionID: s1, FileID: "f", PartNumber: 1, TotalParts: 1, CompletedParts: 1}})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{{SessionID: s1, FileID: "f", PartNumber: 1, TotalParts: 1, CompletedParts: 1}}})
 	live, err := store.SessionConnections(t.Context(), s1)
 	if err != nil || len(live) != 1 {
 		t.Errorf("connections = %v, %v; the new connection must stay", live, err)
@@ -239,7 +242,7 @@ func TestStaticCredentialsSignThePosts(t *testing.T) {
 	connect(t, store, "c1", "u1", s1)
 	n, _ := newClientNotifier(t, store, ClientConfig{Endpoint: api.endpoint(), Region: "eu-west-1",
 		AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "secret", SessionToken: "token"})
-	n.SessionFinalized(t.Context(), upload.SessionFinalized{SessionID: s1, MocID: "m1"})
+	n.Announce(t.Context(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: s1, MocID: "m1"}})
 	if len(api.auth) != 1 || !strings.Contains(api.auth[0], "Credential=AKIDEXAMPLE/") ||
 		!strings.Contains(api.auth[0], "/eu-west-1/execute-api/aws4_request") {
 		t.Errorf("Authorization = %q, want SigV4 for execute-api in eu-west-1", api.auth)
@@ -257,10 +260,10 @@ func TestEndpointDownWarnsOnceAndReturns(t *testing.T) {
 
 	n, logs := newClientNotifier(t, store, ClientConfig{Endpoint: endpoint})
 	start := time.Now()
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{
 		{SessionID: s1, FileID: "f", PartNumber: 1, TotalParts: 2, CompletedParts: 1},
 		{SessionID: s1, FileID: "f", PartNumber: 2, TotalParts: 2, CompletedParts: 2},
-	})
+	}})
 	if took := time.Since(start); took > DefaultTimeout+time.Second {
 		t.Errorf("call took %v, want at most about %v", took, DefaultTimeout)
 	}
@@ -292,11 +295,51 @@ func TestHangingEndpointIsCutOffAtTimeout(t *testing.T) {
 	n, logs := newClientNotifier(t, store, ClientConfig{Endpoint: srv.URL})
 	n.Timeout = 300 * time.Millisecond
 	start := time.Now()
-	n.SessionFinalized(context.Background(), upload.SessionFinalized{SessionID: s1, MocID: "m1"})
+	n.Announce(context.Background(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: s1, MocID: "m1"}})
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("call took %v with a 300ms timeout", took)
 	}
 	if len(logs.warnings()) != 1 {
 		t.Errorf("warnings = %v, want 1", logs.warnings())
+	}
+}
+
+// A fan-out to as many connections as the Notifier posts to at once keeps
+// the client's connections to the management API: the next event opens
+// none (the SDK's default transport keeps 10 idle per host, and re-dialled
+// the rest for every event).
+func TestFanOutReusesManagementAPIConnections(t *testing.T) {
+	store := openStore(t)
+	s1 := newSession(t, store, "u1")
+	for i := range DefaultConcurrency {
+		connect(t, store, "c"+strconv.Itoa(i), "u1", s1)
+	}
+	// Every post waits until all of one event's posts have arrived, so the
+	// client has DefaultConcurrency requests in flight at once.
+	var arrived sync.WaitGroup
+	var dialled atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		arrived.Done()
+		arrived.Wait()
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialled.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	n, logs := newClientNotifier(t, store, ClientConfig{Endpoint: srv.URL})
+	for event := 1; event <= 3; event++ {
+		arrived.Add(DefaultConcurrency)
+		n.Announce(t.Context(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: s1, MocID: "m"}})
+		if got := dialled.Load(); got != DefaultConcurrency {
+			t.Fatalf("after event %d: %d connections dialled, want %d (one per concurrent post, then reused)", event, got, DefaultConcurrency)
+		}
+	}
+	if w := logs.warnings(); len(w) != 0 {
+		t.Errorf("warnings = %v, want none", w)
 	}
 }

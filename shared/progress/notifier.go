@@ -87,20 +87,32 @@ type message struct {
 	data      []byte
 }
 
-// PartsCompleted sends an upload.part.completed message per part to every
-// connection of the part's session, in the order of parts.
-func (n *Notifier) PartsCompleted(ctx context.Context, parts []upload.PartCompleted) {
-	msgs := make([]message, 0, len(parts))
-	for _, p := range parts {
+// Announce sends one request's events to every connection of their
+// session: an upload.part.completed message per part, in the order of
+// ev.Parts, then the upload.session.finalized message of ev.Finalized.
+// It is one call: one listing of the connections per session, one time
+// budget, at most one warning.
+func (n *Notifier) Announce(ctx context.Context, ev upload.Events) {
+	msgs := make([]message, 0, len(ev.Parts)+1)
+	for _, p := range ev.Parts {
 		msgs = append(msgs, message{p.SessionID, mustJSON(NewPartCompletedEvent(p))})
 	}
-	n.send(ctx, TypePartCompleted, msgs)
+	if f := ev.Finalized; f != nil {
+		msgs = append(msgs, message{f.SessionID, mustJSON(NewSessionFinalizedEvent(*f))})
+	}
+	n.send(ctx, eventTypes(ev), msgs)
 }
 
-// SessionFinalized sends an upload.session.finalized message to every
-// connection of the session.
-func (n *Notifier) SessionFinalized(ctx context.Context, ev upload.SessionFinalized) {
-	n.send(ctx, TypeSessionFinalized, []message{{ev.SessionID, mustJSON(NewSessionFinalizedEvent(ev))}})
+// eventTypes names the kinds of events in ev, in order.
+func eventTypes(ev upload.Events) []string {
+	var kinds []string
+	if len(ev.Parts) > 0 {
+		kinds = append(kinds, TypePartCompleted)
+	}
+	if ev.Finalized != nil {
+		kinds = append(kinds, TypeSessionFinalized)
+	}
+	return kinds
 }
 
 func mustJSON(v any) []byte {
@@ -142,15 +154,16 @@ func (r *report) postFailed(n int, err error) {
 	}
 }
 
-// send delivers msgs: for each session (in order of first appearance) it
-// lists the connections once, then posts each connection its messages in
-// order, connections concurrently, all within the call's budget. The call
-// is the span progress.send, under ctx's (see report.endSpan).
-func (n *Notifier) send(ctx context.Context, kind string, msgs []message) {
+// send delivers msgs, events of the kinds named: for each session (in
+// order of first appearance) it lists the connections once, then posts
+// each connection its messages in order, connections concurrently, all
+// within the call's budget. The call is the span progress.send, under
+// ctx's (see report.endSpan).
+func (n *Notifier) send(ctx context.Context, kinds []string, msgs []message) {
 	if len(msgs) == 0 {
 		return
 	}
-	ctx, span := otel.Tracer(tracerName).Start(ctx, spanSend, trace.WithAttributes(attrEvent.String(kind)))
+	ctx, span := otel.Tracer(tracerName).Start(ctx, spanSend, trace.WithAttributes(eventAttr(kinds)))
 	bctx, cancel := n.budget(ctx)
 	defer cancel()
 
@@ -195,7 +208,7 @@ func (n *Notifier) send(ctx context.Context, kind string, msgs []message) {
 	}
 	close(next)
 	wg.Wait()
-	n.log(ctx, kind, rep)
+	n.log(ctx, kinds, rep)
 	rep.endSpan(span)
 }
 
@@ -207,12 +220,13 @@ const (
 	spanSend   = "progress.send"
 )
 
-// The span's attributes: the event type, the session (sessionId, or
-// sessionIds when a call has parts of several), the connections posted to,
-// the messages sent, the connections gone (410), the messages not
-// delivered.
+// The span's attributes: the event type (event, or events when a call has
+// parts and the finalized event), the session (sessionId, or sessionIds
+// when a call has parts of several), the connections posted to, the
+// messages sent, the connections gone (410), the messages not delivered.
 const (
 	attrEvent       = attribute.Key("event")
+	attrEvents      = attribute.Key("events")
 	attrSessionID   = attribute.Key("sessionId")
 	attrSessionIDs  = attribute.Key("sessionIds")
 	attrConnections = attribute.Key("connections")
@@ -220,6 +234,15 @@ const (
 	attrGone        = attribute.Key("gone")
 	attrFailed      = attribute.Key("failed")
 )
+
+// eventAttr names the call's kinds of events: event when it has one,
+// events when it has both.
+func eventAttr(kinds []string) attribute.KeyValue {
+	if len(kinds) == 1 {
+		return attrEvent.String(kinds[0])
+	}
+	return attrEvents.StringSlice(kinds)
+}
 
 // endSpan ends the call's span with what it did. Messages not delivered, or
 // sessions whose connections could not be listed, make its status Error
@@ -339,12 +362,13 @@ func (n *Notifier) logger() *slog.Logger {
 
 // log writes the call's one warning, when something was not delivered or
 // not cleaned up; a call that delivered everything logs nothing.
-func (n *Notifier) log(ctx context.Context, kind string, rep *report) {
+func (n *Notifier) log(ctx context.Context, kinds []string, rep *report) {
 	if rep.failed == 0 && rep.listErr == nil && rep.deleteErr == nil {
 		return
 	}
+	kind := eventAttr(kinds)
 	attrs := []any{
-		"event", kind,
+		string(kind.Key), kind.Value.AsInterface(),
 		"sessionIds", rep.sessions,
 		"connections", rep.connections,
 		"posts", rep.posts,
@@ -365,32 +389,35 @@ func (n *Notifier) log(ctx context.Context, kind string, rep *report) {
 }
 
 // Disabled is the upload.Progress of a function without a WebSocket
-// endpoint: it drops every event, logging one warning per call.
+// endpoint: it drops every event, logging one warning per call, that is
+// per request.
 type Disabled struct {
 	// Logger receives the warnings (default slog.Default()).
 	Logger *slog.Logger
 }
 
 // DisabledMessage is the warning Disabled logs.
-const DisabledMessage = "progress: no WebSocket endpoint configured (WEBSOCKET_ENDPOINT); event not sent"
+const DisabledMessage = "progress: no WebSocket endpoint configured (WEBSOCKET_ENDPOINT); events not sent"
 
-// PartsCompleted logs that the parts' events were not sent.
-func (d Disabled) PartsCompleted(ctx context.Context, parts []upload.PartCompleted) {
-	if len(parts) == 0 {
+// Announce logs that ev's events were not sent.
+func (d Disabled) Announce(ctx context.Context, ev upload.Events) {
+	if ev.Empty() {
 		return
 	}
-	d.warn(ctx, TypePartCompleted, parts[0].SessionID, len(parts))
-}
-
-// SessionFinalized logs that the event was not sent.
-func (d Disabled) SessionFinalized(ctx context.Context, ev upload.SessionFinalized) {
-	d.warn(ctx, TypeSessionFinalized, ev.SessionID, 1)
-}
-
-func (d Disabled) warn(ctx context.Context, kind, sessionID string, events int) {
+	sessionID := ""
+	if len(ev.Parts) > 0 {
+		sessionID = ev.Parts[0].SessionID
+	} else {
+		sessionID = ev.Finalized.SessionID
+	}
+	dropped := len(ev.Parts)
+	if ev.Finalized != nil {
+		dropped++
+	}
+	kind := eventAttr(eventTypes(ev))
 	l := d.Logger
 	if l == nil {
 		l = slog.Default()
 	}
-	l.WarnContext(ctx, DisabledMessage, "event", kind, "sessionId", sessionID, "events", events)
+	l.WarnContext(ctx, DisabledMessage, string(kind.Key), kind.Value.AsInterface(), "sessionId", sessionID, "dropped", dropped)
 }

@@ -177,7 +177,7 @@ func TestEveryConnectionGetsEveryEventInOrder(t *testing.T) {
 	poster := &fakePoster{}
 	n, logs := newNotifier(conns, poster)
 	parts := []upload.PartCompleted{part("s1", 3, 1, 3), part("s1", 1, 2, 3), part("s1", 2, 3, 3)}
-	n.PartsCompleted(t.Context(), parts)
+	n.Announce(t.Context(), upload.Events{Parts: parts})
 
 	want := []string{partJSON(parts[0]), partJSON(parts[1]), partJSON(parts[2])}
 	for _, id := range []string{"a", "b", "c"} {
@@ -195,7 +195,7 @@ func TestEveryConnectionGetsEveryEventInOrder(t *testing.T) {
 		t.Errorf("warnings after a clean delivery: %v", w)
 	}
 
-	n.SessionFinalized(t.Context(), upload.SessionFinalized{SessionID: "s2", MocID: "m1"})
+	n.Announce(t.Context(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: "s2", MocID: "m1"}})
 	if got, want := poster.received("z"), []string{`{"type":"upload.session.finalized","sessionId":"s2","mocId":"m1","status":"success"}`}; !reflect.DeepEqual(got, want) {
 		t.Errorf("z received %v, want %v", got, want)
 	}
@@ -205,7 +205,7 @@ func TestOneCallListsEachSessionOnce(t *testing.T) {
 	conns := &fakeConns{bySess: map[string][]string{"s1": {"a"}, "s2": {"b"}}}
 	poster := &fakePoster{}
 	n, _ := newNotifier(conns, poster)
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 2), part("s2", 1, 1, 1), part("s1", 2, 2, 2)})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 2), part("s2", 1, 1, 1), part("s1", 2, 2, 2)}})
 	if !reflect.DeepEqual(conns.lists, []string{"s1", "s2"}) {
 		t.Errorf("sessions listed %v, want [s1 s2]", conns.lists)
 	}
@@ -221,8 +221,8 @@ func TestNoConnectionsNoPostNoWarning(t *testing.T) {
 	conns := &fakeConns{}
 	poster := &fakePoster{}
 	n, logs := newNotifier(conns, poster)
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 1)})
-	n.PartsCompleted(t.Context(), nil)
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 1)}})
+	n.Announce(t.Context(), upload.Events{Parts: nil})
 	if len(poster.got) != 0 || len(logs.warnings()) != 0 {
 		t.Errorf("posts %v, warnings %v; want none", poster.got, logs.warnings())
 	}
@@ -248,7 +248,7 @@ func TestGoneConnectionIsForgotten(t *testing.T) {
 			}}
 			n, logs := newNotifier(conns, poster)
 			n.GoneGrace = 7 * time.Second
-			n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 2), part("s1", 2, 2, 2)})
+			n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 2), part("s1", 2, 2, 2)}})
 			if !reflect.DeepEqual(conns.gone, []string{"gone"}) || conns.graces[0] != 7*time.Second {
 				t.Errorf("deleted as gone %v with grace %v, want [gone] with 7s", conns.gone, conns.graces)
 			}
@@ -275,7 +275,7 @@ func TestFailedPostsLogOneWarning(t *testing.T) {
 		return nil
 	}}
 	n, logs := newNotifier(conns, poster)
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 3), part("s1", 2, 2, 3), part("s1", 3, 3, 3)})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 3), part("s1", 2, 2, 3), part("s1", 3, 3, 3)}})
 	if len(poster.received("a")) != 3 || len(poster.received("b")) != 3 {
 		t.Errorf("healthy connections missed events: %v", poster.got)
 	}
@@ -301,7 +301,7 @@ func TestCallIsBoundedInTime(t *testing.T) {
 	n, logs := newNotifier(conns, poster)
 	n.Timeout = 150 * time.Millisecond
 	start := time.Now()
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 2), part("s1", 2, 2, 2)})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 2), part("s1", 2, 2, 2)}})
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("call took %v with a 150ms timeout", took)
 	}
@@ -322,7 +322,7 @@ func TestCallEndsBeforeTheRequestsDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	n.SessionFinalized(ctx, upload.SessionFinalized{SessionID: "s1", MocID: "m"})
+	n.Announce(ctx, upload.Events{Finalized: &upload.SessionFinalized{SessionID: "s1", MocID: "m"}})
 	if took := time.Since(start); took > 300*time.Millisecond {
 		t.Errorf("call took %v, want about half the 400ms the request had left", took)
 	}
@@ -337,7 +337,7 @@ func TestCancelledRequestStillSends(t *testing.T) {
 	n, _ := newNotifier(conns, poster)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel() // the client went away after the commit
-	n.SessionFinalized(ctx, upload.SessionFinalized{SessionID: "s1", MocID: "m"})
+	n.Announce(ctx, upload.Events{Finalized: &upload.SessionFinalized{SessionID: "s1", MocID: "m"}})
 	if len(poster.received("a")) != 1 {
 		t.Errorf("a received %v, want the event", poster.received("a"))
 	}
@@ -353,7 +353,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	n, logs := newNotifier(conns, poster)
 	n.Concurrency = 5
 	start := time.Now()
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 1)})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 1)}})
 	took := time.Since(start)
 	if m := poster.maxIn.Load(); m > 5 || m < 2 {
 		t.Errorf("%d posts in flight at most, want 2..5", m)
@@ -375,7 +375,7 @@ func TestListingFailsLogsOneWarning(t *testing.T) {
 	conns := &fakeConns{listErr: errors.New("database down")}
 	poster := &fakePoster{}
 	n, logs := newNotifier(conns, poster)
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 2), part("s2", 1, 1, 2)})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 2), part("s2", 1, 1, 2)}})
 	w := logs.warnings()
 	if len(w) != 1 || w[0]["listError"] != "database down" || w[0]["sessionsNotListed"] != int64(2) {
 		t.Errorf("warnings = %v, want one naming the listing error", w)
@@ -390,7 +390,7 @@ func TestForgetFailureIsLogged(t *testing.T) {
 		forgetFn: func(string) error { return errors.New("delete failed") }}
 	poster := &fakePoster{answer: func(context.Context, string) error { return &types.GoneException{} }}
 	n, logs := newNotifier(conns, poster)
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 2)})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 2)}})
 	w := logs.warnings()
 	if len(w) != 1 || w[0]["deleteError"] != "delete failed" || w[0]["gone"] != int64(1) {
 		t.Errorf("warnings = %v, want one naming the delete error", w)
@@ -400,9 +400,11 @@ func TestForgetFailureIsLogged(t *testing.T) {
 func TestDisabledWarnsOncePerCall(t *testing.T) {
 	logs := &logRecorder{}
 	d := Disabled{Logger: slog.New(logs)}
-	d.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 2), part("s1", 2, 2, 2)})
-	d.SessionFinalized(t.Context(), upload.SessionFinalized{SessionID: "s1", MocID: "m"})
-	d.PartsCompleted(t.Context(), nil)
+	// A finalize's call: the parts it learnt and the finalized event.
+	d.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 2), part("s1", 2, 2, 2)},
+		Finalized: &upload.SessionFinalized{SessionID: "s1", MocID: "m"}})
+	d.Announce(t.Context(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: "s1", MocID: "m"}})
+	d.Announce(t.Context(), upload.Events{})
 	w := logs.warnings()
 	if len(w) != 2 {
 		t.Fatalf("%d warnings, want 2 (one per call with events): %v", len(w), w)
@@ -411,6 +413,45 @@ func TestDisabledWarnsOncePerCall(t *testing.T) {
 		if !strings.Contains(r["msg"].(string), "no WebSocket endpoint configured") || r["sessionId"] != "s1" {
 			t.Errorf("warning = %v", r)
 		}
+	}
+	if w[0]["dropped"] != int64(3) || !reflect.DeepEqual(w[0]["events"], []string{TypePartCompleted, TypeSessionFinalized}) ||
+		w[1]["dropped"] != int64(1) || w[1]["event"] != TypeSessionFinalized {
+		t.Errorf("warnings = %v, want 3 events dropped (parts, finalized), then 1 (finalized)", w)
+	}
+}
+
+// One call with a request's parts and its finalized event: each connection
+// gets the parts in order, then the finalized event; the session is listed
+// once; a failing endpoint makes one warning for the whole call.
+func TestPartsThenFinalizedInOneCall(t *testing.T) {
+	conns := &fakeConns{bySess: map[string][]string{"s1": {"a", "b", "bad"}}}
+	boom := errors.New("boom: 500 internal")
+	poster := &fakePoster{answer: func(_ context.Context, id string) error {
+		if id == "bad" {
+			return boom
+		}
+		return nil
+	}}
+	n, logs := newNotifier(conns, poster)
+	parts := []upload.PartCompleted{part("s1", 2, 1, 2), part("s1", 1, 2, 2)}
+	fin := upload.SessionFinalized{SessionID: "s1", MocID: "m1"}
+	n.Announce(t.Context(), upload.Events{Parts: parts, Finalized: &fin})
+	want := []string{partJSON(parts[0]), partJSON(parts[1]), string(mustJSON(NewSessionFinalizedEvent(fin)))}
+	for _, id := range []string{"a", "b"} {
+		if got := poster.received(id); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s received %v, want %v", id, got, want)
+		}
+	}
+	if !reflect.DeepEqual(conns.lists, []string{"s1"}) {
+		t.Errorf("sessions listed %v, want [s1] once", conns.lists)
+	}
+	w := logs.warnings()
+	if len(w) != 1 {
+		t.Fatalf("%d warnings, want 1 for the call: %v", len(w), w)
+	}
+	if w[0]["failed"] != int64(3) || w[0]["posts"] != int64(9) ||
+		!reflect.DeepEqual(w[0]["events"], []string{TypePartCompleted, TypeSessionFinalized}) {
+		t.Errorf("warning = %v, want 3 of 9 posts failed, events [part, finalized]", w[0])
 	}
 }
 

@@ -65,7 +65,7 @@ func TestSendSpan(t *testing.T) {
 
 	ctx, request := tracer.Start(t.Context(), "request")
 	parts := []upload.PartCompleted{part("s1", 1, 1, 2), part("s1", 2, 2, 2)}
-	n.PartsCompleted(ctx, parts)
+	n.Announce(ctx, upload.Events{Parts: parts})
 	request.End()
 
 	spans := sendSpans(exp)
@@ -114,7 +114,7 @@ func TestSendSpanDelivered(t *testing.T) {
 		return nil
 	}}
 	n, _ := newNotifier(conns, poster)
-	n.SessionFinalized(context.Background(), upload.SessionFinalized{SessionID: "s1", MocID: "m1"})
+	n.Announce(context.Background(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: "s1", MocID: "m1"}})
 	spans := sendSpans(exp)
 	if len(spans) != 1 {
 		t.Fatalf("%d progress.send spans, want 1", len(spans))
@@ -132,7 +132,7 @@ func TestSendSpanDelivered(t *testing.T) {
 	// Connections not listed: status Error.
 	exp.Reset()
 	conns.listErr = errors.New("db down")
-	n.SessionFinalized(context.Background(), upload.SessionFinalized{SessionID: "s1", MocID: "m1"})
+	n.Announce(context.Background(), upload.Events{Finalized: &upload.SessionFinalized{SessionID: "s1", MocID: "m1"}})
 	if spans := sendSpans(exp); len(spans) != 1 || spans[0].Status.Code != codes.Error {
 		t.Errorf("spans %+v, want one with status Error", spans)
 	}
@@ -142,7 +142,7 @@ func TestSendSpanDelivered(t *testing.T) {
 func TestNoEventsNoSpan(t *testing.T) {
 	exp, _ := recordSpans(t)
 	n, _ := newNotifier(&fakeConns{}, &fakePoster{})
-	n.PartsCompleted(t.Context(), nil)
+	n.Announce(t.Context(), upload.Events{Parts: nil})
 	if got := exp.GetSpans(); len(got) != 0 {
 		t.Errorf("spans %v", got)
 	}
@@ -152,7 +152,7 @@ func TestNoEventsNoSpan(t *testing.T) {
 func TestSendSpanSessions(t *testing.T) {
 	exp, _ := recordSpans(t)
 	n, _ := newNotifier(&fakeConns{bySess: map[string][]string{"s1": {"a"}, "s2": {"b"}}}, &fakePoster{})
-	n.PartsCompleted(t.Context(), []upload.PartCompleted{part("s1", 1, 1, 1), part("s2", 1, 1, 1)})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 1), part("s2", 1, 1, 1)}})
 	spans := sendSpans(exp)
 	if len(spans) != 1 {
 		t.Fatalf("%d progress.send spans, want 1", len(spans))
@@ -160,5 +160,23 @@ func TestSendSpanSessions(t *testing.T) {
 	got := spanAttrs(spans[0])
 	if ids, _ := got["sessionIds"].([]string); len(ids) != 2 || ids[0] != "s1" || ids[1] != "s2" || got["sessionId"] != nil {
 		t.Errorf("attributes %v, want sessionIds [s1 s2]", got)
+	}
+}
+
+// A request's parts and finalized event are one call: one span, naming
+// both kinds of events.
+func TestSendSpanPartsAndFinalized(t *testing.T) {
+	exp, _ := recordSpans(t)
+	n, _ := newNotifier(&fakeConns{bySess: map[string][]string{"s1": {"a"}}}, &fakePoster{})
+	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 1)},
+		Finalized: &upload.SessionFinalized{SessionID: "s1", MocID: "m1"}})
+	spans := sendSpans(exp)
+	if len(spans) != 1 {
+		t.Fatalf("%d progress.send spans, want 1", len(spans))
+	}
+	got := spanAttrs(spans[0])
+	if kinds, _ := got["events"].([]string); len(kinds) != 2 || kinds[0] != TypePartCompleted ||
+		kinds[1] != TypeSessionFinalized || got["event"] != nil || got["sent"] != int64(2) {
+		t.Errorf("attributes %v, want events [part, finalized], 2 sent", got)
 	}
 }

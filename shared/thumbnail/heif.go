@@ -27,7 +27,8 @@ import (
 //     copying it at each step: for a 12-megapixel picture 300 MB of garbage
 //     and a 233 MiB peak, where this host, with the memory mapped outside
 //     the Go heap and unmapped as soon as the thumbnail is made, peaks at
-//     100 MiB (docs/benchmarks-thumbnail.md);
+//     100 MiB (docs/benchmarks.md, "Thumbnail: 300x300 JPEG from a camera
+//     picture");
 //   - it returns a view of that memory after free()ing the buffer under it,
 //     and malloc writes its free-list pointers over the first 24 bytes;
 //   - its dynamic-library path, taken by any dynamically linked binary on a

@@ -22,8 +22,9 @@
 // picture) to between 2 and 4 times the thumbnail's size, then resampled
 // with Lanczos: the two steps of Pillow's Image.thumbnail (reducing_gap 2),
 // at the quality of one Lanczos resampling of the whole picture. Peak
-// resident memory, measured in a fresh process (docs/benchmarks-thumbnail.md):
-//   - a 24-megapixel baseline JPEG: 60 MiB (imaging.Thumbnail: 114 MiB), in
+// resident memory, measured in a fresh process (docs/benchmarks.md,
+// "Thumbnail: 300x300 JPEG from a camera picture"):
+//   - a 24-megapixel baseline JPEG: 61 MiB (imaging.Thumbnail: 114 MiB), in
 //     65% of imaging.Thumbnail's time, most of it image/jpeg's decode;
 //   - a progressive one: 197 MiB, as image/jpeg keeps 4 bytes of DCT
 //     coefficients per sample until the last scan;

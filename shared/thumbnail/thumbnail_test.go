@@ -449,3 +449,58 @@ func TestGenerateFromFile(t *testing.T) {
 	}
 	checkQuadrants(t, decodeThumb(t, out, DefaultSize), displayed(6))
 }
+
+// The thumbnail is encoded at quality 80: its quantization tables (the DQT
+// segments: image/jpeg turns the quality into them, and into nothing else)
+// are those image/jpeg writes at quality 80, and not those of 79 or 81.
+func TestGenerateQuality80(t *testing.T) {
+	out, err := Generate(bytes.NewReader(encodeJPEG(t, quadrants(640, 480, nil), 95)), "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := quantTables(t, out)
+	tablesAt := func(q int) []byte {
+		var b bytes.Buffer
+		if err := jpeg.Encode(&b, image.NewRGBA(image.Rect(0, 0, 8, 8)), &jpeg.Options{Quality: q}); err != nil {
+			t.Fatal(err)
+		}
+		return quantTables(t, b.Bytes())
+	}
+	if want := tablesAt(80); !bytes.Equal(got, want) {
+		t.Errorf("quantization tables\n got %x\nwant %x (image/jpeg at quality 80)", got, want)
+	}
+	for _, q := range []int{79, 81} {
+		if bytes.Equal(got, tablesAt(q)) {
+			t.Errorf("the tables are also those of quality %d: the test cannot tell qualities apart", q)
+		}
+	}
+}
+
+// quantTables returns the payloads of a JPEG's DQT segments, in order,
+// read from the marker segments before the first SOS.
+func quantTables(t *testing.T, jpg []byte) []byte {
+	t.Helper()
+	if len(jpg) < 2 || jpg[0] != 0xFF || jpg[1] != 0xD8 {
+		t.Fatal("not a JPEG: no SOI")
+	}
+	var tables []byte
+	for p := 2; ; {
+		if p+4 > len(jpg) || jpg[p] != 0xFF {
+			t.Fatalf("no marker segment at offset %d", p)
+		}
+		marker, n := jpg[p+1], int(binary.BigEndian.Uint16(jpg[p+2:]))
+		if n < 2 || p+2+n > len(jpg) {
+			t.Fatalf("segment %X at offset %d: length %d", marker, p, n)
+		}
+		switch marker {
+		case 0xDB: // DQT
+			tables = append(tables, jpg[p+4:p+2+n]...)
+		case 0xDA: // SOS: the entropy-coded data follows
+			if len(tables) == 0 {
+				t.Fatal("no DQT segment before SOS")
+			}
+			return tables
+		}
+		p += 2 + n
+	}
+}

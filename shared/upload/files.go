@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -9,7 +10,9 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // RegisteredFile is a new file and the PUT that uploads it whole.
@@ -156,8 +159,45 @@ type PartResult struct {
 
 // UploadPart streams one part of a file to S3 and records it. size is the
 // request's Content-Length; contentMD5 the optional Content-MD5 header.
-// Re-uploading a part replaces it.
+// Re-uploading a part replaces it. Once recorded, the part is announced to
+// Progress.
 func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID string, partNumber int, body io.Reader, size int64, contentMD5 string) (*PartResult, error) {
+	res, err := s.StorePart(ctx, userID, sessionID, fileID, partNumber, body, size, contentMD5)
+	if err != nil {
+		return nil, err
+	}
+	s.AnnounceParts(ctx, sessionID, []PartResult{*res})
+	return res, nil
+}
+
+// AnnounceParts tells Progress, in one call, about the parts of a session
+// that one request stored with StorePart (a batch's, once its workers are
+// done), sorted by file and CompletedParts: parts recorded concurrently
+// reach the clients in the order they were counted.
+func (s *Service) AnnounceParts(ctx context.Context, sessionID string, results []PartResult) {
+	parts := make([]PartCompleted, 0, len(results))
+	for _, r := range results {
+		parts = append(parts, PartCompleted{SessionID: sessionID, FileID: r.Part.FileID, PartNumber: r.Part.PartNumber,
+			ETag: r.Part.ETag, TotalParts: r.TotalParts, CompletedParts: r.CompletedParts})
+	}
+	SortParts(parts)
+	s.announce(ctx, parts)
+}
+
+// SortParts orders parts by session, file, CompletedParts and part number,
+// so that each file's CompletedParts never goes down from one to the next.
+func SortParts(parts []PartCompleted) {
+	slices.SortStableFunc(parts, func(a, b PartCompleted) int {
+		return cmp.Or(strings.Compare(a.SessionID, b.SessionID), strings.Compare(a.FileID, b.FileID),
+			cmp.Compare(a.CompletedParts, b.CompletedParts), cmp.Compare(a.PartNumber, b.PartNumber))
+	})
+}
+
+// StorePart is UploadPart without the announcement: for a request that
+// stores several parts and announces them once with AnnounceParts, so
+// that Progress is called (and warns, when the WebSocket side is down)
+// once per request.
+func (s *Service) StorePart(ctx context.Context, userID, sessionID, fileID string, partNumber int, body io.Reader, size int64, contentMD5 string) (*PartResult, error) {
 	// Check everything before a byte goes to S3; no lock is held while the
 	// part streams.
 	sess, file, err := s.fileForParts(ctx, userID, sessionID, fileID)
@@ -259,8 +299,6 @@ func (s *Service) UploadPart(ctx context.Context, userID, sessionID, fileID stri
 	if err != nil {
 		return nil, err
 	}
-	s.announce(ctx, []PartCompleted{{SessionID: sessionID, FileID: fileID, PartNumber: partNumber,
-		ETag: res.Part.ETag, TotalParts: total, CompletedParts: res.CompletedParts}})
 	return &res, nil
 }
 

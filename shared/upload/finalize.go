@@ -137,10 +137,10 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 		return nil, false, (&Error{Code: CodeConflict, Message: "the session kept changing while it was being finalized; finalize again"}).
 			WithDetails(map[string]any{"retryable": true})
 	}
-	if err == nil {
-		s.announce(ctx, run.news)
-	}
 	if err == nil && run.refused != nil {
+		// The parts learnt from S3 committed although the files failed
+		// validation.
+		s.announce(ctx, run.news)
 		return nil, false, run.refused
 	}
 	if errors.Is(err, ErrConflict) {
@@ -156,9 +156,13 @@ func (s *Service) Finalize(ctx context.Context, userID string, req FinalizeReque
 	if !run.resumed && len(run.work) > 0 && s.FollowUps != nil {
 		s.FollowUps.Dispatch(ctx, run.work)
 	}
-	if !run.resumed && s.Progress != nil {
-		s.Progress.SessionFinalized(ctx, SessionFinalized{SessionID: run.moc.UploadSessionID, MocID: run.moc.ID})
+	// One call for the request: the parts learnt from S3 first, then the
+	// session's finalized event (a repeat announces no second one).
+	ev := Events{Parts: run.news}
+	if !run.resumed {
+		ev.Finalized = &SessionFinalized{SessionID: run.moc.UploadSessionID, MocID: run.moc.ID}
 	}
+	s.tell(ctx, ev)
 	return run.moc, run.resumed, nil
 }
 

@@ -114,10 +114,26 @@ type Blob interface {
 // effort: it must return promptly and never fail the upload, so it has no
 // error to return; an adapter bounds its own time and logs what it could
 // not deliver.
+//
+// A request tells it once, with everything it recorded (a batch its parts
+// once its workers are done, a finalize the parts it learnt from S3 and
+// the finalized event): one call is what an adapter bounds in time, and
+// logs at most one warning for.
 type Progress interface {
-	PartsCompleted(ctx context.Context, parts []PartCompleted)
-	SessionFinalized(ctx context.Context, ev SessionFinalized)
+	Announce(ctx context.Context, ev Events)
 }
+
+// Events is what one request recorded, in the order the clients are told:
+// Parts in order, then Finalized when the request finalized the session.
+type Events struct {
+	// Parts are in the order recorded; each file's CompletedParts never
+	// goes down from one to the next (see SortParts).
+	Parts     []PartCompleted
+	Finalized *SessionFinalized
+}
+
+// Empty reports whether there is nothing to tell.
+func (e Events) Empty() bool { return len(e.Parts) == 0 && e.Finalized == nil }
 
 // PartCompleted is a part the server recorded: proxied, in a batch, or
 // learnt from S3 after it was PUT to a presigned URL.

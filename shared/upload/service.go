@@ -89,8 +89,14 @@ func getFile(ctx context.Context, tx Tx, sessionID, fileID string, lock bool) (*
 
 // announce tells Progress about parts recorded by a committed transaction.
 func (s *Service) announce(ctx context.Context, parts []PartCompleted) {
-	if s.Progress != nil && len(parts) > 0 {
-		s.Progress.PartsCompleted(ctx, parts)
+	s.tell(ctx, Events{Parts: parts})
+}
+
+// tell hands Progress everything one request recorded, in one call: the
+// one call is what Progress bounds in time and warns about at most once.
+func (s *Service) tell(ctx context.Context, ev Events) {
+	if s.Progress != nil && !ev.Empty() {
+		s.Progress.Announce(ctx, ev)
 	}
 }
 

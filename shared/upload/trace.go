@@ -25,7 +25,8 @@ import (
 //	└─ create.files       mocId, fileCount: its files' rows
 //
 // followed, after the commit, by package followup's dispatch spans and
-// package progress's progress.send spans.
+// package progress's one progress.send span (the parts finalize learnt,
+// then the finalized event).
 //
 // Outcomes. A span whose work failed (the database, S3) records the error
 // and has status Error, and so has every span around it, the root

@@ -147,6 +147,27 @@ func spacing(t *testing.T, got []arrival, want ...time.Duration) {
 	}
 }
 
+// retryIns checks the waits the WARN lines announce, exactly: want[i] is
+// the retryIn of warns[i] (a duration, in nanoseconds in JSON), and a WARN
+// line past want has none (the last attempt, which no retry follows).
+// Unlike the arrival times, these are the sender's own numbers: no clock
+// makes them wrong.
+func retryIns(t *testing.T, warns []map[string]any, want ...time.Duration) {
+	t.Helper()
+	for i, w := range warns {
+		got, ok := w["retryIn"]
+		switch {
+		case i < len(want) && got != float64(want[i]):
+			t.Errorf("WARN %d: retryIn %v, want %v (%d ns)", i+1, got, want[i], want[i].Nanoseconds())
+		case i >= len(want) && ok:
+			t.Errorf("WARN %d: retryIn %v, want none (no retry follows)", i+1, got)
+		}
+	}
+	if len(warns) < len(want) {
+		t.Errorf("%d WARN lines, want at least %d", len(warns), len(want))
+	}
+}
+
 func TestDeliverSigned(t *testing.T) {
 	rc := newReceiver(t, status(http.StatusNoContent))
 	s, err := webhook.New(rc.URL, testSecret)
@@ -238,6 +259,7 @@ func TestRetryThenSuccess(t *testing.T) {
 	if len(warns) != 2 {
 		t.Fatalf("%d WARN lines, want 2: %v", len(warns), warns)
 	}
+	retryIns(t, warns, base, 2*base)
 	for i, w := range warns {
 		if w["attempt"] != float64(i+1) || w["status"] != float64(500) || w["mocId"] != testPayload.MocID {
 			t.Errorf("WARN %d = %v, want attempt %d, status 500, the mocId", i, w, i+1)
@@ -268,9 +290,11 @@ func TestExhausted(t *testing.T) {
 		t.Fatalf("%d deliveries, want %d", len(got), webhook.DefaultAttempts)
 	}
 	spacing(t, got, base, 2*base, 4*base)
-	if w := l.at(t, "WARN"); len(w) != 4 {
-		t.Errorf("%d WARN lines, want 4: %v", len(w), w)
+	warns := l.at(t, "WARN")
+	if len(warns) != 4 {
+		t.Errorf("%d WARN lines, want 4: %v", len(warns), warns)
 	}
+	retryIns(t, warns, base, 2*base, 4*base)
 	errs := l.at(t, "ERROR")
 	if len(errs) != 1 || errs[0]["mocId"] != testPayload.MocID {
 		t.Errorf("ERROR lines %v, want one with mocId %s", errs, testPayload.MocID)

@@ -86,8 +86,9 @@ func (a *API) Handler(function string) (Handler, error) {
 
 // Connect serves $connect: ?sessionId=<id>, the user from the authorizer.
 // No user → 401; no or malformed sessionId → 400; a session that is
-// unknown or not the user's → 403; otherwise the connection is saved and
-// the answer is 200. Any status but 2xx makes API Gateway refuse the
+// unknown or not the user's → 403; a session past its expiresAt → 410
+// (as the HTTP API's SESSION_EXPIRED); otherwise the connection is saved
+// and the answer is 200. Any status but 2xx makes API Gateway refuse the
 // upgrade with that status. Nothing is posted to the connection here: it
 // does not exist for the management API until $connect has returned.
 func (a *API) Connect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
@@ -113,6 +114,12 @@ func (a *API) Connect(ctx context.Context, req events.APIGatewayWebsocketProxyRe
 	if err != nil {
 		log.ErrorContext(ctx, "connect: read session", "err", err)
 		return status(http.StatusInternalServerError, "internal error"), nil
+	}
+	// Past its expiry a session takes no more writes (a finalize of it
+	// only returns the MOC it already has): nothing would ever be sent,
+	// and the row would be saved already expired, or nearly.
+	if !a.now().Before(sess.ExpiresAt) {
+		return status(http.StatusGone, "upload session has expired"), nil
 	}
 
 	// Rows whose $disconnect never came: swept here, where it costs no

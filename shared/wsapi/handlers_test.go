@@ -150,6 +150,8 @@ func TestConnectRefusals(t *testing.T) {
 	f := newFixture(t)
 	mine := f.session(t, "u1", time.Hour)
 	theirs := f.session(t, "u2", time.Hour)
+	expired := f.session(t, "u1", -time.Second)
+	expiring := f.session(t, "u1", 0) // expires this instant
 	for _, c := range []struct {
 		name       string
 		authorizer any
@@ -165,6 +167,9 @@ func TestConnectRefusals(t *testing.T) {
 		{"no connection id", user("u1"), map[string]string{"sessionId": mine}, "", http.StatusBadRequest},
 		{"another user's session", user("u1"), map[string]string{"sessionId": theirs}, "c", http.StatusForbidden},
 		{"unknown session", user("u1"), map[string]string{"sessionId": uuid.NewString()}, "c", http.StatusForbidden},
+		{"expired session", user("u1"), map[string]string{"sessionId": expired}, "c", http.StatusGone},
+		{"session expiring now", user("u1"), map[string]string{"sessionId": expiring}, "c", http.StatusGone},
+		{"another user's expired session", user("u2"), map[string]string{"sessionId": expired}, "c", http.StatusForbidden},
 	} {
 		res := call(t, f.api.Connect, connectReq(c.connID, c.authorizer, c.query))
 		if res.StatusCode != c.want {
