@@ -404,14 +404,13 @@ func (d Disabled) Announce(ctx context.Context, ev upload.Events) {
 	if ev.Empty() {
 		return
 	}
-	sessionID := ""
-	if len(ev.Parts) > 0 {
-		sessionID = ev.Parts[0].SessionID
-	} else {
-		sessionID = ev.Finalized.SessionID
-	}
+	var sessionID string
 	dropped := len(ev.Parts)
+	if dropped > 0 {
+		sessionID = ev.Parts[0].SessionID
+	}
 	if ev.Finalized != nil {
+		sessionID = ev.Finalized.SessionID
 		dropped++
 	}
 	kind := eventAttr(eventTypes(ev))
