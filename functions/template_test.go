@@ -1311,16 +1311,23 @@ func TestTemplateFollowUpParameters(t *testing.T) {
 			t.Errorf("parameter %s: AllowedValues = %v, want %v", c.name, p.AllowedValues, c.allowed)
 		}
 		if len(c.patterns) > 0 {
-			if p.AllowedPattern == nil {
-				t.Errorf("parameter %s: no AllowedPattern", c.name)
-				continue
-			}
-			re := regexp.MustCompile(*p.AllowedPattern)
-			for v, want := range c.patterns {
-				if got := re.MatchString(v); got != want {
-					t.Errorf("parameter %s: AllowedPattern %q accepts %q: %v, want %v", c.name, *p.AllowedPattern, v, got, want)
-				}
-			}
+			checkAllowedPattern(t, c.name, p, c.patterns)
+		}
+	}
+}
+
+// checkAllowedPattern checks that parameter name's AllowedPattern accepts
+// exactly the values of patterns marked true.
+func checkAllowedPattern(t *testing.T, name string, p cloudformation.Parameter, patterns map[string]bool) {
+	t.Helper()
+	if p.AllowedPattern == nil {
+		t.Errorf("parameter %s: no AllowedPattern", name)
+		return
+	}
+	re := regexp.MustCompile(*p.AllowedPattern)
+	for v, want := range patterns {
+		if got := re.MatchString(v); got != want {
+			t.Errorf("parameter %s: AllowedPattern %q accepts %q: %v, want %v", name, *p.AllowedPattern, v, got, want)
 		}
 	}
 }
@@ -1524,16 +1531,7 @@ func TestTemplateTracing(t *testing.T) {
 		if got := p.NoEcho != nil && *p.NoEcho; got != c.noEcho {
 			t.Errorf("parameter %s: NoEcho = %v, want %v", c.name, got, c.noEcho)
 		}
-		if p.AllowedPattern == nil {
-			t.Errorf("parameter %s: no AllowedPattern", c.name)
-			continue
-		}
-		re := regexp.MustCompile(*p.AllowedPattern)
-		for v, want := range c.patterns {
-			if got := re.MatchString(v); got != want {
-				t.Errorf("parameter %s: AllowedPattern %q accepts %q: %v, want %v", c.name, *p.AllowedPattern, v, got, want)
-			}
-		}
+		checkAllowedPattern(t, c.name, p, c.patterns)
 	}
 
 	if _, ok := tmpl.Conditions[adotCondition]; !ok {

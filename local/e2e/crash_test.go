@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io"
@@ -91,7 +89,7 @@ func TestCrashBetweenCommitAndInvoke(t *testing.T) {
 	user := userFor(t)
 	cl := client{t: t, base: p1.base, user: user}
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, crashPicture(640, 480)); err != nil {
+	if err := png.Encode(&buf, pattern(640, 480)); err != nil {
 		t.Fatal(err)
 	}
 	img, pdf := buf.Bytes(), pdfBytes(1000)
@@ -254,22 +252,6 @@ const crashSecret = "whsec_Y3Jhc2gtdGVzdC1zZWNyZXQtMDEyMzQ1"
 
 // kindFunction is the function each kind of outbox work is invoked as.
 var kindFunction = map[string]string{"thumbnail": "Thumbnail", "webhook": "Webhook"}
-
-// crashPicture is a w×h picture, red in its top-left quarter, blue
-// elsewhere.
-func crashPicture(w, h int) image.Image {
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			c := color.RGBA{0, 0, 255, 255}
-			if x < w/2 && y < h/2 {
-				c = color.RGBA{255, 0, 0, 255}
-			}
-			img.SetRGBA(x, y, c)
-		}
-	}
-	return img
-}
 
 // crashRow is an outbox row as the test checks it.
 type crashRow struct {
