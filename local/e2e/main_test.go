@@ -12,7 +12,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,10 +152,28 @@ func newAWSClient(t *testing.T, user string) client {
 }
 
 // userFor gives each test its own user, so daily limits and titles of one
-// test never meet another's.
+// test never meet another's, nor those of the same test's earlier runs
+// (go test -count=N runs it again against the same stack).
 func userFor(t *testing.T) string {
-	return "e2e-" + strings.NewReplacer("/", "-", " ", "-", "#", "-").Replace(strings.ToLower(t.Name()))
+	users.Lock()
+	defer users.Unlock()
+	if id, ok := users.byTest[t]; ok {
+		return id
+	}
+	id := "e2e-" + strings.NewReplacer("/", "-", " ", "-", "#", "-").Replace(strings.ToLower(t.Name()))
+	users.runs[id]++
+	if n := users.runs[id]; n > 1 {
+		id += "-run" + strconv.Itoa(n)
+	}
+	users.byTest[t] = id
+	return id
 }
+
+var users = struct {
+	sync.Mutex
+	byTest map[*testing.T]string
+	runs   map[string]int
+}{byTest: map[*testing.T]string{}, runs: map[string]int{}}
 
 // snapshot summarises every table and the bucket, so a test can assert
 // that a refused request changed nothing.
