@@ -488,17 +488,37 @@ type rieFunction struct {
 // emulator is stopped when t ends, and dies with the test binary.
 func startRIE(t *testing.T, ctx context.Context, rieBin, bootstrap, function string, env []string) *rieFunction {
 	t.Helper()
-	addr, apiAddr := freeAddr(t), freeAddr(t)
+	addr, apiAddr := rieAddrs(t)
+	fn := launchRIE(t, ctx, rieBin, bootstrap, filepath.Dir(bootstrap), function, addr, apiAddr, env)
+	t.Cleanup(fn.stop)
+	return fn
+}
+
+// rieAddrs gives an emulator two distinct free loopback addresses: its
+// own and its Runtime API's, which the function polls. The Runtime API
+// defaults to 127.0.0.1:9001: each emulator gets its own so that none
+// meets another one's function.
+func rieAddrs(t *testing.T) (addr, apiAddr string) {
+	t.Helper()
+	addr, apiAddr = freeAddr(t), freeAddr(t)
 	for apiAddr == addr {
 		apiAddr = freeAddr(t)
 	}
-	// The Runtime API, which the function polls, defaults to 127.0.0.1:9001:
-	// give each emulator its own so none meets another one's function.
+	return addr, apiAddr
+}
+
+// launchRIE starts the emulator on addr, its Runtime API on apiAddr, with
+// program (a bootstrap, or a wrapper around one) as the function's runtime,
+// run in dir, and returns once the emulator accepts connections. The
+// caller stops it (stop); it also dies with the test binary. A start that
+// fails stops it and fails t.
+func launchRIE(t *testing.T, ctx context.Context, rieBin, program, dir, function, addr, apiAddr string, env []string) *rieFunction {
+	t.Helper()
 	cmd := exec.Command(rieBin,
 		"--runtime-interface-emulator-address", addr,
 		"--runtime-api-address", apiAddr,
-		bootstrap)
-	cmd.Dir = filepath.Dir(bootstrap)
+		program)
+	cmd.Dir = dir
 	cmd.Env = append(env[:len(env):len(env)],
 		"AWS_LAMBDA_FUNCTION_NAME="+function,
 		"AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(invokeTimeout/time.Second)),
@@ -518,7 +538,6 @@ func startRIE(t *testing.T, ctx context.Context, rieBin, bootstrap, function str
 		_ = cmd.Wait()
 		close(fn.done)
 	}()
-	t.Cleanup(fn.stop)
 
 	ready, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -534,6 +553,7 @@ func startRIE(t *testing.T, ctx context.Context, rieBin, bootstrap, function str
 		case <-fn.done:
 			t.Fatalf("aws-lambda-rie exited during start-up (%v):\n%s", cmd.ProcessState, fn.output())
 		case <-ready.Done():
+			fn.stop()
 			t.Fatalf("aws-lambda-rie did not listen on %s within 10s:\n%s", addr, fn.output())
 		case <-tick.C:
 		}
@@ -842,18 +862,7 @@ func replayCustomResource(t *testing.T, ctx context.Context, fn *rieFunction, sa
 // stop ends the emulator (SIGTERM, which also ends the function, then
 // SIGKILL after 5 seconds).
 func (fn *rieFunction) stop() {
-	select {
-	case <-fn.done:
-		return
-	default:
-	}
-	_ = fn.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-fn.done:
-	case <-time.After(5 * time.Second):
-		_ = fn.cmd.Process.Kill()
-		<-fn.done
-	}
+	stack.StopChild(fn.cmd, fn.done, syscall.SIGTERM, 5*time.Second)
 }
 
 func (fn *rieFunction) output() string {

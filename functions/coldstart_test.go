@@ -9,13 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -23,14 +21,12 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel"
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
-	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/local/stack"
 	"github.com/mocbuilders/moc-upload/shared/auth/authtest"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
@@ -310,37 +306,18 @@ type coldStart struct {
 // nil, gets the emulator's and the function's output.
 func (rig *coldStartRig) startCold(t *testing.T, ctx context.Context, bootstrap, function string, env []string, event []byte, apiResponse bool, out io.Writer) (cs coldStart) {
 	t.Helper()
-	addr, apiAddr := freeAddr(t), freeAddr(t)
-	for apiAddr == addr {
-		apiAddr = freeAddr(t)
-	}
+	addr, apiAddr := rieAddrs(t)
 	proxy := newRuntimeProxy(t, apiAddr)
 	defer proxy.Close()
 
-	cmd := exec.Command(rig.rieBin, "--runtime-interface-emulator-address", addr, "--runtime-api-address", apiAddr, rig.wrapper)
-	cmd.Dir = filepath.Dir(bootstrap)
-	cmd.Env = append(env[:len(env):len(env)],
-		"AWS_LAMBDA_FUNCTION_NAME="+function,
-		"AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(invokeTimeout/time.Second)),
+	env = append(env[:len(env):len(env)],
 		"MOC_COLDSTART_RUNTIME_API="+proxy.Listener.Addr().String(),
 		"MOC_COLDSTART_BOOTSTRAP="+bootstrap,
 	)
-	var output logbuf.Buffer
-	cmd.Stdout, cmd.Stderr = &output, &output
-	cmd.WaitDelay = 2 * time.Second
-	if err := stack.StartChild(cmd); err != nil {
-		t.Fatalf("start aws-lambda-rie: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	fn := launchRIE(t, ctx, rig.rieBin, rig.wrapper, filepath.Dir(bootstrap), function, addr, apiAddr, env)
+	output := fn.out
 	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		fn.stop()
 		all := output.String()
 		if out != nil {
 			_, _ = io.WriteString(out, all)
@@ -351,18 +328,8 @@ func (rig *coldStartRig) startCold(t *testing.T, ctx context.Context, bootstrap,
 		}
 		cs.phases = coldStartPhases(all)
 	}()
-	// The emulator listens at once; the function starts on the first
-	// invocation.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("aws-lambda-rie did not listen on %s:\n%s", addr, output.String())
-		}
-	}
-	invokeURL := "http://" + addr + "/2015-03-31/functions/function/invocations"
+	// The function starts on the first invocation.
+	invokeURL := fn.url
 	invoke := func() (time.Time, time.Duration, int, []byte) {
 		ctx, cancel := context.WithTimeout(ctx, invokeTimeout+10*time.Second)
 		defer cancel()

@@ -180,19 +180,7 @@ func startMocLocal(t *testing.T) *mocLocal {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	_ = os.Chmod(dir, 0o755) // PostgreSQL runs as another user
-	bin := os.Getenv("MOC_LOCAL_BIN")
-	if bin == "" {
-		goCmd, err := stack.GoCommand()
-		if err != nil {
-			t.Fatal(err)
-		}
-		bin = filepath.Join(dir, "moc-local")
-		build := exec.Command(goCmd, "build", "-o", bin, "./local/cmd/moc-local")
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build moc-local: %v\n%s", err, out)
-		}
-	}
+	bin := mocLocalBinary(t)
 	httpAddr := "127.0.0.1:" + strconv.Itoa(benchFreePort(t))
 	env := []string{}
 	for _, kv := range os.Environ() {
@@ -224,17 +212,15 @@ func startMocLocal(t *testing.T) *mocLocal {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed once moc-local has exited (waitErr set before): a
+	// closed channel, unlike a value, can be waited for by both
+	// benchWaitAPI and the cleanup.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		// moc-local stops its PostgreSQL and versitygw on SIGINT.
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		stack.StopChild(cmd, exited, os.Interrupt, 30*time.Second)
 		if t.Failed() {
 			out, _ := os.ReadFile(logf.Name())
 			t.Logf("moc-local's output:\n%s", benchTail(string(out), 40))
@@ -242,7 +228,7 @@ func startMocLocal(t *testing.T) *mocLocal {
 		logf.Close()
 	})
 	m := &mocLocal{base: "http://" + httpAddr, pid: cmd.Process.Pid}
-	benchWaitAPI(t, m.base, exited)
+	benchWaitAPI(t, m.base, exited, func() error { return waitErr })
 	return m
 }
 
@@ -339,8 +325,9 @@ func benchFreePort(t *testing.T) int {
 }
 
 // benchWaitAPI waits until the API answers (at most two minutes: moc-local
-// creates a PostgreSQL cluster first).
-func benchWaitAPI(t *testing.T, base string, exited <-chan error) {
+// creates a PostgreSQL cluster first), failing when exited is closed
+// first (waitErr then says how moc-local ended).
+func benchWaitAPI(t *testing.T, base string, exited <-chan struct{}, waitErr func() error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -352,8 +339,8 @@ func benchWaitAPI(t *testing.T, base string, exited <-chan error) {
 			return
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("moc-local exited: %v", err)
+		case <-exited:
+			t.Fatalf("moc-local exited: %v", waitErr())
 		case <-ctx.Done():
 			t.Fatal("moc-local did not answer within two minutes")
 		case <-time.After(200 * time.Millisecond):

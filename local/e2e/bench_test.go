@@ -4,18 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/mocbuilders/moc-upload/local/slowblob"
 	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
 // BenchmarkFinalize finalizes a session of 20 files (a 1 MiB PDF and 19
 // PNG-headed images of 256 KiB) with 50 ms added to every S3 request
-// (slowBlob), against the local stack's database. Variants, under
+// (slowblob.Blob), against the local stack's database. Variants, under
 // …/round=N (see -bench.rounds):
 //
 //   - mode=baseline: not a finalize, the cost it is measured against: a
@@ -37,7 +37,7 @@ func BenchmarkFinalize(b *testing.B) {
 	svc := *st.App.Service
 	svc.Limits.ImageMaxCount = len(sizes)
 	svc.Limits.SessionsPerDay = 1 << 20
-	slow := slowBlob{svc.Blob, rtt}
+	slow := slowblob.Blob{Blob: svc.Blob, Delay: rtt}
 	type variant struct {
 		mode      string
 		completed bool
@@ -103,42 +103,6 @@ func sessionKeys(b *testing.B, svc *upload.Service, user, sessionID string) []st
 		keys[i] = f.File.S3Key
 	}
 	return keys
-}
-
-// slowBlob adds a fixed delay to every S3 request finalize can make.
-type slowBlob struct {
-	upload.Blob
-	rtt time.Duration
-}
-
-func (s slowBlob) ListParts(ctx context.Context, key, id string) ([]upload.StoredPart, error) {
-	time.Sleep(s.rtt)
-	return s.Blob.ListParts(ctx, key, id)
-}
-
-func (s slowBlob) CompleteMultipartUpload(ctx context.Context, key, id string, parts []upload.CompletedPart) error {
-	time.Sleep(s.rtt)
-	return s.Blob.CompleteMultipartUpload(ctx, key, id, parts)
-}
-
-func (s slowBlob) AbortMultipartUpload(ctx context.Context, key, id string) error {
-	time.Sleep(s.rtt)
-	return s.Blob.AbortMultipartUpload(ctx, key, id)
-}
-
-func (s slowBlob) Head(ctx context.Context, key string) (int64, error) {
-	time.Sleep(s.rtt)
-	return s.Blob.Head(ctx, key)
-}
-
-func (s slowBlob) ReadHead(ctx context.Context, key string, n int64) ([]byte, int64, error) {
-	time.Sleep(s.rtt)
-	return s.Blob.ReadHead(ctx, key, n)
-}
-
-func (s slowBlob) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	time.Sleep(s.rtt)
-	return s.Blob.Open(ctx, key)
 }
 
 // benchSession makes, through svc, a session whose files (a PDF, then

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mocbuilders/moc-upload/local/gateway"
+	"github.com/mocbuilders/moc-upload/local/slowblob"
 	"github.com/mocbuilders/moc-upload/shared/app"
 	"github.com/mocbuilders/moc-upload/shared/app/invoker"
 	"github.com/mocbuilders/moc-upload/shared/telemetry"
@@ -46,7 +47,7 @@ import (
 // Both Apps are the stack's configuration, database and bucket, behind the
 // stack's gateway code, each on its own httptest server. s3rtt=0: local S3
 // (well under a millisecond a call); s3rtt=20ms adds 20 ms to each S3 call
-// finalize makes (slowBlob, as BenchmarkFinalize), about what a Lambda
+// finalize makes (slowblob.Blob, as BenchmarkFinalize), about what a Lambda
 // sees from S3.
 //
 // After each finalize, not timed: the Webhook function it queued is waited
@@ -128,7 +129,7 @@ func benchApp(b *testing.B, traced bool, rtt time.Duration) *tracingApp {
 	}
 	b.Cleanup(a.Close)
 	if rtt > 0 {
-		a.Service.Blob = slowBlob{a.Service.Blob, rtt}
+		a.Service.Blob = slowblob.Blob{Blob: a.Service.Blob, Delay: rtt}
 	}
 	s := *st // the same stack, its gateway in front of a
 	s.App = a

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -102,16 +101,11 @@ func benchPartEvents(b *testing.B, data []byte, n int) {
 		Bucket: aws.String(st.Config.S3Bucket), Key: aws.String(files[0].key), UploadId: aws.String(files[0].uploadID)})
 }
 
-// benchWatcher is a WebSocket client of the local WebSocket API that
-// stamps each message with the time it read it.
+// benchWatcher is a WebSocket client of the local WebSocket API; each
+// message it reads is stamped with the time it was read.
 type benchWatcher struct {
 	conn *websocket.Conn
-	msgs chan benchMessage
-}
-
-type benchMessage struct {
-	m  map[string]any
-	at time.Time
+	msgs <-chan wsMessage
 }
 
 // benchWatchers connects n clients as user to follow sessionID, all at
@@ -127,23 +121,7 @@ func benchWatchers(b *testing.B, user, sessionID string, n int) []*benchWatcher 
 		if err != nil {
 			return fmt.Errorf("client %d: %w", i, err)
 		}
-		w := &benchWatcher{conn: conn, msgs: make(chan benchMessage, 16)}
-		ws[i] = w
-		go func() {
-			defer close(w.msgs)
-			for {
-				_, data, err := conn.Read(context.Background())
-				if err != nil {
-					return
-				}
-				at := time.Now()
-				var m map[string]any
-				if err := json.Unmarshal(data, &m); err != nil {
-					m = map[string]any{"unparsed": string(data)}
-				}
-				w.msgs <- benchMessage{m, at}
-			}
-		}()
+		ws[i] = &benchWatcher{conn: conn, msgs: readMessages(conn, 16)}
 		return nil
 	})
 	b.Cleanup(func() {
@@ -221,7 +199,6 @@ func benchNothingPending(b *testing.B, ws []*benchWatcher) {
 	}
 }
 
-// benchMedianMS is the median of ds, in milliseconds.
 // benchTimings collects the durations of calls made from several
 // goroutines.
 type benchTimings struct {
@@ -244,6 +221,7 @@ func (t *benchTimings) medianMS() float64 {
 	return benchMedianMS(t.ds)
 }
 
+// benchMedianMS is the median of ds, in milliseconds.
 func benchMedianMS(ds []time.Duration) float64 {
 	if len(ds) == 0 {
 		return 0

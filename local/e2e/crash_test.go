@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +43,7 @@ func TestCrashBetweenCommitAndInvoke(t *testing.T) {
 		t.Skip("builds and runs moc-local twice")
 	}
 	ctx := context.Background()
-	bin := crashBinary(t)
+	bin := mocLocalBinary(t)
 
 	// moc-local gets its own database in the stack's PostgreSQL cluster and
 	// its own bucket on the stack's S3 server: its Sweeper sees only its
@@ -64,7 +63,8 @@ func TestCrashBetweenCommitAndInvoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	receiver := newCrashReceiver(t)
+	receiver := newHookReceiver() // keeps the deliveries by user: the test's user has one MOC
+	t.Cleanup(receiver.Close)
 	hole := newBlackHole(t)
 	const bucket = "crash-uploads"
 	c := st.Config
@@ -146,7 +146,7 @@ func TestCrashBetweenCommitAndInvoke(t *testing.T) {
 			t.Fatalf("the %s invoke in flight carried %+v, want outbox row %s of MOC %s", kind, job, r.id, mocID)
 		}
 	}
-	if n := len(receiver.deliveries(mocID)); n != 0 {
+	if n := len(receiver.deliveries(user)); n != 0 {
 		t.Fatalf("%d webhook deliveries before the restart", n)
 	}
 	thumbKey := "test/moc-instructions/" + user + "/" + mocID + "/thumbnail.jpg"
@@ -164,11 +164,11 @@ func TestCrashBetweenCommitAndInvoke(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		rows = crashOutbox(t, pool, mocID)
-		if rows["thumbnail"].status != "pending" && rows["webhook"].status != "pending" && len(receiver.deliveries(mocID)) > 0 {
+		if rows["thumbnail"].status != "pending" && rows["webhook"].status != "pending" && len(receiver.deliveries(user)) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("60 s after the restart: outbox %+v, %d webhook deliveries", rows, len(receiver.deliveries(mocID)))
+			t.Fatalf("60 s after the restart: outbox %+v, %d webhook deliveries", rows, len(receiver.deliveries(user)))
 		}
 		select {
 		case <-p2.done:
@@ -194,7 +194,7 @@ func TestCrashBetweenCommitAndInvoke(t *testing.T) {
 		t.Fatalf("the second moc-local's Sweeper logged %d re-dispatches of MOC %s, want 2: %q", len(swept), mocID, swept)
 	}
 
-	got := receiver.deliveries(mocID)
+	got := receiver.deliveries(user)
 	if len(got) != 1 {
 		t.Fatalf("%d moc.finalized deliveries for MOC %s, want 1", len(got), mocID)
 	}
@@ -284,9 +284,9 @@ func crashOutbox(t *testing.T, pool *pgxpool.Pool, mocID string) map[string]cras
 	return rows
 }
 
-// crashBinary builds moc-local into a folder of the test, or returns
+// mocLocalBinary builds moc-local into a folder of the test, or returns
 // $MOC_LOCAL_BIN.
-func crashBinary(t *testing.T) string {
+func mocLocalBinary(t *testing.T) string {
 	t.Helper()
 	if bin := os.Getenv("MOC_LOCAL_BIN"); bin != "" {
 		return bin
@@ -362,19 +362,9 @@ func startCrashProcess(t *testing.T, bin, name string, env, extra map[string]str
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-p.done:
-			case <-time.After(30 * time.Second):
-				_ = p.cmd.Process.Kill()
-				<-p.done
-			}
-		}
+		stack.StopChild(p.cmd, p.done, os.Interrupt, 30*time.Second)
 		if t.Failed() {
-			t.Logf("the %s moc-local's output:\n%s", name, crashTail(p.output(), 40))
+			t.Logf("the %s moc-local's output:\n%s", name, benchTail(p.output(), 40))
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
@@ -410,12 +400,6 @@ func (p *crashProcess) kill(t *testing.T) {
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("the %s moc-local ended by itself (%v), not by the kill", p.name, p.err)
 	}
-}
-
-// crashTail is the last n lines of s.
-func crashTail(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
 
 func (p *crashProcess) output() string {
@@ -550,45 +534,4 @@ func (h *blackHole) waitFor(t *testing.T, d time.Duration, functions ...string) 
 			t.Fatalf("after %v the Lambda endpoint holds Invokes of %v, want %v", d, held, functions)
 		}
 	}
-}
-
-// crashReceiver is a real webhook receiver; it answers 204 and keeps the
-// deliveries by the payload's mocId.
-type crashReceiver struct {
-	*httptest.Server
-	mu  sync.Mutex
-	got map[string][]crashDelivery
-}
-
-// crashDelivery is one request the receiver got.
-type crashDelivery struct {
-	header http.Header
-	body   []byte
-}
-
-func newCrashReceiver(t *testing.T) *crashReceiver {
-	r := &crashReceiver{got: map[string][]crashDelivery{}}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(req.Body)
-		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		var p struct {
-			MocID string `json:"mocId"`
-		}
-		_ = json.Unmarshal(body, &p)
-		r.mu.Lock()
-		r.got[p.MocID] = append(r.got[p.MocID], crashDelivery{req.Header.Clone(), body})
-		r.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *crashReceiver) deliveries(mocID string) []crashDelivery {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]crashDelivery(nil), r.got[mocID]...)
 }

@@ -122,6 +122,16 @@ func (h *hookReceiver) waitDeliveries(t *testing.T, user string, n int) []receiv
 	}
 }
 
+// captureDefaultLog sends slog's default logger, which the in-process
+// functions log to, to a buffer (as text) until the test ends.
+func captureDefaultLog(t *testing.T) *logbuf.Buffer {
+	logs := &logbuf.Buffer{}
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(logs, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return logs
+}
+
 // finished waits until the async functions started so far are done.
 func finished(t *testing.T) {
 	t.Helper()
@@ -200,10 +210,7 @@ func TestWebhookSignedDelivery(t *testing.T) {
 // that: the Webhook function's WARN lines announce exactly those waits,
 // and the deliveries came at least that far apart.
 func TestWebhookRetried(t *testing.T) {
-	logs := &logbuf.Buffer{}
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(logs, nil)))
-	t.Cleanup(func() { slog.SetDefault(old) })
+	logs := captureDefaultLog(t)
 	user := userFor(t)
 	hooks.answer(user, func(n int) int {
 		if n <= 2 {
@@ -257,10 +264,7 @@ func TestWebhookRetried(t *testing.T) {
 // A receiver that always fails: 4 deliveries, the give-up logged at ERROR
 // with the MOC id, finalize unaffected.
 func TestWebhookExhausted(t *testing.T) {
-	logs := &logbuf.Buffer{}
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(logs, nil)))
-	t.Cleanup(func() { slog.SetDefault(old) })
+	logs := captureDefaultLog(t)
 	user := userFor(t)
 	hooks.answer(user, func(int) int { return http.StatusServiceUnavailable })
 	moc, _ := finalizeSession(t, nil, "")

@@ -250,4 +250,14 @@ func TestContentMD5WithLaxStore(t *testing.T) {
 	if sum := md5.Sum(pdf); md5hex != hex.EncodeToString(sum[:]) || d["size"] != float64(len(pdf)) {
 		t.Fatalf("recorded md5 %s, response %v", md5hex, d)
 	}
+	// Without Content-MD5 the service hashes nothing: the part sent again
+	// has no MD5, not the one of the bytes it replaced.
+	c.put(partPath(sessionID, fileID, 1), pdf).data(t, 200)
+	var noMD5 *string
+	if err := db.QueryRow(ctx, `SELECT md5 FROM upload_session_parts WHERE file_id = $1 AND part_number = 1`, fileID).Scan(&noMD5); err != nil {
+		t.Fatal(err)
+	}
+	if noMD5 != nil {
+		t.Fatalf("a part sent without Content-MD5 has md5 %q, want NULL", *noMD5)
+	}
 }

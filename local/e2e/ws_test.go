@@ -24,7 +24,36 @@ import (
 type watcher struct {
 	t    *testing.T
 	conn *websocket.Conn
-	msgs chan map[string]any
+	msgs <-chan wsMessage
+}
+
+// wsMessage is a message a client read: its JSON ({"unparsed": …} when it
+// is not a JSON object) and when it was read.
+type wsMessage struct {
+	m  map[string]any
+	at time.Time
+}
+
+// readMessages reads conn's messages into the channel it returns (of
+// size buffered), until the connection ends; it then closes the channel.
+func readMessages(conn *websocket.Conn, size int) <-chan wsMessage {
+	msgs := make(chan wsMessage, size)
+	go func() {
+		defer close(msgs)
+		for {
+			_, data, err := conn.Read(context.Background())
+			if err != nil {
+				return
+			}
+			at := time.Now()
+			var m map[string]any
+			if err := json.Unmarshal(data, &m); err != nil {
+				m = map[string]any{"unparsed": string(data)}
+			}
+			msgs <- wsMessage{m, at}
+		}
+	}()
+	return msgs
 }
 
 // dialWS connects as user to follow sessionID; the error carries the
@@ -50,21 +79,7 @@ func dialWSQuery(t *testing.T, rawQuery string) (*watcher, *http.Response, error
 	if err != nil {
 		return nil, resp, err
 	}
-	w := &watcher{t: t, conn: conn, msgs: make(chan map[string]any, 100)}
-	go func() {
-		defer close(w.msgs)
-		for {
-			_, data, err := conn.Read(context.Background())
-			if err != nil {
-				return
-			}
-			var m map[string]any
-			if err := json.Unmarshal(data, &m); err != nil {
-				m = map[string]any{"unparsed": string(data)}
-			}
-			w.msgs <- m
-		}
-	}()
+	w := &watcher{t: t, conn: conn, msgs: readMessages(conn, 100)}
 	t.Cleanup(func() { conn.Close(websocket.StatusNormalClosure, "") })
 	return w, resp, nil
 }
@@ -86,7 +101,7 @@ func (w *watcher) next() map[string]any {
 		if !ok {
 			w.t.Fatal("connection closed")
 		}
-		return m
+		return m.m
 	case <-time.After(10 * time.Second):
 		w.t.Fatal("no message within 10 s")
 	}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/mocbuilders/moc-upload/local/devstack"
 	"github.com/mocbuilders/moc-upload/local/logbuf"
+	"github.com/mocbuilders/moc-upload/local/slowblob"
 	"github.com/mocbuilders/moc-upload/shared/telemetry/telemetrytest"
 )
 
@@ -731,7 +732,7 @@ func (r *run) timings() (*step, error) {
 			return s, err
 		}
 		defer st.Close()
-		st.App.Service.Blob = slowBlob{Blob: st.App.Service.Blob, delay: s3Delay}
+		st.App.Service.Blob = slowblob.Blob{Blob: st.App.Service.Blob, Delay: s3Delay}
 		stacks[mode] = st
 	}
 	var quiet []exchange

@@ -104,7 +104,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 	"unsafe"
@@ -399,19 +398,17 @@ func base64String(b []byte) string {
 
 // authorizer plays the HTTP API's authorizer, either mode (template.yaml's
 // AuthMode): the bearer token of "Authorization: Bearer <userId>" or,
-// without one, the value of the cookie CookieName() ("Cookie:
-// access_token=<userId>") is taken as the user id, unverified. The cookie
-// mode's authorizer passes the id as context userId
+// without one, the value of the cookie auth.CookieNameFromEnv() names ("Cookie:
+// access_token=<userId>") is taken as the user id, unverified. A request
+// with both is taken as the default mode (jwt) takes it, by its header;
+// the cookie mode's authorizer would take the cookie. The cookie mode's
+// authorizer passes the id as context userId
 // (requestContext.authorizer.lambda); the gateway passes it as the JWT
 // authorizer's sub claim, which the functions read the same way.
 func authorizer(r *http.Request) *events.APIGatewayV2HTTPRequestContextAuthorizerDescription {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		token = ""
-	}
+	token := auth.BearerToken(r.Header.Get("Authorization"))
 	if token == "" {
-		token = auth.CookieValue(r.Header.Values("Cookie"), CookieName())
+		token = auth.CookieValue(r.Header.Values("Cookie"), auth.CookieNameFromEnv())
 	}
 	if token == "" {
 		return nil
@@ -423,19 +420,9 @@ func authorizer(r *http.Request) *events.APIGatewayV2HTTPRequestContextAuthorize
 	}
 }
 
-// CookieName is the cookie the gateway reads the user id from: the
-// deployed cookie authorizer's, AUTH_COOKIE_NAME (default
-// auth.DefaultCookieName).
-func CookieName() string {
-	if v := strings.TrimSpace(os.Getenv("AUTH_COOKIE_NAME")); v != "" {
-		return v
-	}
-	return auth.DefaultCookieName
-}
-
 // LocalAuthHint says what the local gateway accepts as an identity.
 func LocalAuthHint() string {
-	return fmt.Sprintf("locally, send `Authorization: Bearer <userId>` or the cookie `%s=<userId>` (any user id you like, e.g. dev-user-1; the local gateway verifies no token)", CookieName())
+	return fmt.Sprintf("locally, send `Authorization: Bearer <userId>` or the cookie `%s=<userId>` (any user id you like, e.g. dev-user-1; the local gateway verifies no token)", auth.CookieNameFromEnv())
 }
 
 // explainUnauthorized adds LocalAuthHint to the function's 401 for a

@@ -130,6 +130,9 @@ const (
 	MaxAsyncPayloadBytes = 1 << 20 // 1,048,576: Event request
 )
 
+// The region and account of the local functions' ARNs, unless set.
+const defaultRegion, defaultAccountID = "us-east-1", "123456789012"
+
 // LatestVersion is the only version of every local function.
 const LatestVersion = "$LATEST"
 
@@ -201,10 +204,10 @@ func New(handlers map[string]Handler, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	if opts.Region == "" {
-		opts.Region = "us-east-1"
+		opts.Region = defaultRegion
 	}
 	if opts.AccountID == "" {
-		opts.AccountID = "123456789012"
+		opts.AccountID = defaultAccountID
 	}
 	if opts.RetryDelays == nil {
 		opts.RetryDelays = DefaultRetryDelays
@@ -534,11 +537,17 @@ func lambdaError(err error) messages.InvokeResponse_Error {
 	if errors.As(err, &ie) {
 		return ie
 	}
-	t := reflect.TypeOf(err)
+	return messages.InvokeResponse_Error{Message: err.Error(), Type: typeName(err)}
+}
+
+// typeName is the name of v's type, or of the type it points to, as
+// aws-lambda-go names an error's or a panic value's type.
+func typeName(v any) string {
+	t := reflect.TypeOf(v)
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	return messages.InvokeResponse_Error{Message: err.Error(), Type: t.Name()}
+	return t.Name()
 }
 
 func errorPayload(err error) []byte {
@@ -550,15 +559,11 @@ func errorPayload(err error) []byte {
 // message and type name. (The runtime adds the stack as "stackTrace"; here
 // it goes to the log.)
 func panicError(v any) error {
-	t := reflect.TypeOf(v)
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
 	msg := fmt.Sprint(v)
 	if err, ok := v.(error); ok {
 		msg = err.Error()
 	}
-	return messages.InvokeResponse_Error{Message: msg, Type: t.Name()}
+	return messages.InvokeResponse_Error{Message: msg, Type: typeName(v)}
 }
 
 // timeoutError is Lambda's report of an invocation that ran out of time.

@@ -71,10 +71,10 @@ func (s Schedule) Run(ctx context.Context) {
 func (s Schedule) Event(at time.Time) []byte {
 	region, account, rule := s.Region, s.AccountID, s.Rule
 	if region == "" {
-		region = "us-east-1"
+		region = defaultRegion
 	}
 	if account == "" {
-		account = "123456789012"
+		account = defaultAccountID
 	}
 	if rule == "" {
 		rule = s.Function + "FunctionSchedule"

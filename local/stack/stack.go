@@ -235,19 +235,36 @@ func (p *process) exitError() error {
 // stop sends sig and waits up to grace for the child to exit, then kills
 // it. It is a no-op for a child that has already exited.
 func (p *process) stop(sig syscall.Signal, grace time.Duration) error {
-	if p == nil || p.exited() {
+	if p == nil {
 		return nil
 	}
-	_ = p.cmd.Process.Signal(sig)
+	if StopChild(p.cmd, p.done, sig, grace) {
+		return fmt.Errorf("%s did not stop within %s of %v and was killed", p.name, grace, sig)
+	}
+	return nil
+}
+
+// StopChild stops a started child: it sends sig, waits up to grace for
+// done to be closed (by the caller's goroutine, once cmd.Wait has
+// returned), then kills the child and waits for done. It reports whether
+// the child had to be killed. A child that has already exited is left
+// alone.
+func StopChild(cmd *exec.Cmd, done <-chan struct{}, sig os.Signal, grace time.Duration) (killed bool) {
+	select {
+	case <-done:
+		return false
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
-	case <-p.done:
-		return nil
+	case <-done:
+		return false
 	case <-t.C:
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("%s did not stop within %s of %v and was killed", p.name, grace, sig)
+		_ = cmd.Process.Kill()
+		<-done
+		return true
 	}
 }
 

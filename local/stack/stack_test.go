@@ -441,3 +441,59 @@ func TestPrepareDataDirEarlierLayout(t *testing.T) {
 		t.Fatalf("got %s, %v; want %s", got, err, filepath.Join(dir, "data"))
 	}
 }
+
+// StopChild: a child that ends on the signal is waited for and not
+// killed; one that ignores it is killed once the grace has passed; one
+// that has already exited is left alone.
+func TestStopChild(t *testing.T) {
+	start := func(t *testing.T, script string, args ...string) (*exec.Cmd, chan struct{}) {
+		t.Helper()
+		cmd := exec.Command("sh", append([]string{"-c", script}, args...)...)
+		if err := StartChild(cmd); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		t.Cleanup(func() { StopChild(cmd, done, syscall.SIGKILL, time.Second) })
+		return cmd, done
+	}
+
+	t.Run("ends on the signal", func(t *testing.T) {
+		cmd, done := start(t, "exec sleep 60")
+		if StopChild(cmd, done, syscall.SIGTERM, time.Minute) {
+			t.Error("killed a child that ended on SIGTERM")
+		}
+		if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+			t.Errorf("the child ended with %v, want SIGTERM", cmd.ProcessState)
+		}
+	})
+	t.Run("ignores the signal", func(t *testing.T) {
+		// The shell ignores SIGTERM, and makes the file ready once it does.
+		ready := filepath.Join(t.TempDir(), "ready")
+		cmd, done := start(t, `trap "" TERM; : > "$0"; while :; do sleep 0.05; done`, ready)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(ready); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the shell did not set its trap within 10 s")
+			}
+		}
+		if !StopChild(cmd, done, syscall.SIGTERM, 300*time.Millisecond) {
+			t.Error("StopChild did not report the kill of a child that ignores SIGTERM")
+		}
+		if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Errorf("the child ended with %v, want SIGKILL", cmd.ProcessState)
+		}
+	})
+	t.Run("already exited", func(t *testing.T) {
+		cmd, done := start(t, "exit 3")
+		<-done
+		if StopChild(cmd, done, syscall.SIGTERM, time.Minute) {
+			t.Error("killed a child that had already exited")
+		}
+		if cmd.ProcessState.ExitCode() != 3 {
+			t.Errorf("exit code %d, want 3", cmd.ProcessState.ExitCode())
+		}
+	})
+}

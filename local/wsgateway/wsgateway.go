@@ -14,10 +14,11 @@
 //   - $connect: a GET upgrade request on / (or /{Stage}) with the query
 //     ?sessionId=<id>&token=<token>. The gateway first plays the Lambda
 //     REQUEST authorizer whose identity source is the token query parameter:
-//     no or an empty token → 401 {"message":"Unauthorized"} and no function
-//     runs (API Gateway refuses a missing identity source with 401 without
-//     invoking the authorizer). Otherwise the token is the user id, as the
-//     HTTP gateway's dev-mode bearer token, and requestContext.authorizer is
+//     no, an empty or a blank token → 401 {"message":"Unauthorized"} and no
+//     function runs (API Gateway refuses a missing identity source with 401
+//     without invoking the authorizer, and WsAuthorizer a blank one).
+//     Otherwise the token is the user id, as the HTTP gateway's dev-mode
+//     bearer token, and requestContext.authorizer is
 //     {"principalId": token, "userId": token}. The $connect handler then
 //     runs before the upgrade: an error refuses it with 500
 //     {"message":"Internal server error"}, a status outside 2xx with that

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -23,11 +22,17 @@ type HTTPAuthorizerHandler func(context.Context, events.APIGatewayV2CustomAuthor
 // CookieAuthorizer for the cookie AUTH_COOKIE_NAME names (default
 // DefaultCookieName).
 func CookieAuthorizerFromEnv(v *Verifier) HTTPAuthorizerHandler {
-	name := strings.TrimSpace(os.Getenv("AUTH_COOKIE_NAME"))
-	if name == "" {
-		name = DefaultCookieName
+	return CookieAuthorizer(v, CookieNameFromEnv())
+}
+
+// CookieNameFromEnv is the cookie AUTH_COOKIE_NAME names, default
+// DefaultCookieName: the deployed cookie authorizer's, and the local
+// gateway's.
+func CookieNameFromEnv() string {
+	if name := strings.TrimSpace(os.Getenv("AUTH_COOKIE_NAME")); name != "" {
+		return name
 	}
-	return CookieAuthorizer(v, name)
+	return DefaultCookieName
 }
 
 // CookieAuthorizer verifies the JWT of an HTTP API request for clients
@@ -48,17 +53,11 @@ func CookieAuthorizer(v *Verifier, cookieName string) HTTPAuthorizerHandler {
 		log := slog.With("requestId", req.RequestContext.RequestID, "routeKey", req.RouteKey)
 		token := cookieToken(req, cookieName)
 		if token == "" {
-			token = bearerToken(header(req.Headers, "authorization"))
+			token = BearerToken(header(req.Headers, "authorization"))
 		}
-		userID, err := v.Verify(ctx, token)
-		switch {
-		case errors.Is(err, ErrInvalidToken):
-			// The reason, never the token.
-			log.InfoContext(ctx, "request refused", "reason", err.Error())
-			return events.APIGatewayV2CustomAuthorizerSimpleResponse{}, ErrUnauthorized
-		case err != nil:
-			log.ErrorContext(ctx, "cannot verify tokens", "err", err)
-			return events.APIGatewayV2CustomAuthorizerSimpleResponse{}, errors.New("auth: cannot verify tokens now")
+		userID, err := authorize(ctx, log, v, token, "request refused")
+		if err != nil {
+			return events.APIGatewayV2CustomAuthorizerSimpleResponse{}, err
 		}
 		return events.APIGatewayV2CustomAuthorizerSimpleResponse{
 			IsAuthorized: true,
@@ -103,8 +102,8 @@ func CookieValue(lines []string, name string) string {
 	return ""
 }
 
-// bearerToken is the token of an "Authorization: Bearer <token>" value.
-func bearerToken(h string) string {
+// BearerToken is the token of an "Authorization: Bearer <token>" value.
+func BearerToken(h string) string {
 	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return ""

@@ -118,3 +118,29 @@ func TestCookieValue(t *testing.T) {
 		}
 	}
 }
+
+// The HttpAuthorizer function reads the cookie AUTH_COOKIE_NAME names
+// (blank: access_token), and no other.
+func TestCookieAuthorizerFromEnv(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	v := newVerifier(t, auth.Config{Issuer: iss.URL, Audiences: []string{audience}})
+	good := iss.Token(t, user, audience, nil)
+	for _, c := range []struct {
+		env, cookie string
+		allowed     bool
+	}{
+		{"session_jwt", "session_jwt", true},
+		{"session_jwt", auth.DefaultCookieName, false},
+		{" ", auth.DefaultCookieName, true},
+		{"", auth.DefaultCookieName, true},
+	} {
+		t.Setenv("AUTH_COOKIE_NAME", c.env)
+		resp, err := auth.CookieAuthorizerFromEnv(v)(t.Context(), httpRequest([]string{c.cookie + "=" + good}, nil))
+		if c.allowed && (err != nil || !resp.IsAuthorized) {
+			t.Errorf("AUTH_COOKIE_NAME=%q, cookie %s: %+v, %v; want authorized", c.env, c.cookie, resp, err)
+		}
+		if !c.allowed && !errors.Is(err, auth.ErrUnauthorized) {
+			t.Errorf("AUTH_COOKIE_NAME=%q, cookie %s: err = %v, want Unauthorized", c.env, c.cookie, err)
+		}
+	}
+}

@@ -13,6 +13,23 @@ import (
 // message "Unauthorized" (any other error is a 500).
 var ErrUnauthorized = errors.New("Unauthorized") // exactly this text
 
+// authorize verifies token for an authorizer and returns its user id, or
+// the error the authorizer returns: ErrUnauthorized for a bad token (401;
+// the reason is logged as refused, never the token), another error for
+// keys that cannot be fetched (500: the token may well be good).
+func authorize(ctx context.Context, log *slog.Logger, v *Verifier, token, refused string) (string, error) {
+	userID, err := v.Verify(ctx, token)
+	switch {
+	case errors.Is(err, ErrInvalidToken):
+		log.InfoContext(ctx, refused, "reason", err.Error())
+		return "", ErrUnauthorized
+	case err != nil:
+		log.ErrorContext(ctx, "cannot verify tokens", "err", err)
+		return "", errors.New("auth: cannot verify tokens now")
+	}
+	return userID, nil
+}
+
 // TokenQueryParameter is the query parameter that carries the token on
 // $connect (browsers cannot set headers on a WebSocket); template.yaml's
 // authorizer has route.request.querystring.token as its identity source.
@@ -37,15 +54,9 @@ type WebSocketAuthorizerHandler func(context.Context, events.APIGatewayCustomAut
 func WebSocketAuthorizer(v *Verifier) WebSocketAuthorizerHandler {
 	return func(ctx context.Context, req events.APIGatewayCustomAuthorizerRequestTypeRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
 		log := slog.With("requestId", req.RequestContext.RequestID)
-		userID, err := v.Verify(ctx, req.QueryStringParameters[TokenQueryParameter])
-		switch {
-		case errors.Is(err, ErrInvalidToken):
-			// The reason, never the token.
-			log.InfoContext(ctx, "connection refused", "reason", err.Error())
-			return events.APIGatewayCustomAuthorizerResponse{}, ErrUnauthorized
-		case err != nil:
-			log.ErrorContext(ctx, "cannot verify tokens", "err", err)
-			return events.APIGatewayCustomAuthorizerResponse{}, errors.New("auth: cannot verify tokens now")
+		userID, err := authorize(ctx, log, v, req.QueryStringParameters[TokenQueryParameter], "connection refused")
+		if err != nil {
+			return events.APIGatewayCustomAuthorizerResponse{}, err
 		}
 		log.InfoContext(ctx, "connection allowed", "userId", userID)
 		return AllowPolicy(userID, req.MethodArn), nil

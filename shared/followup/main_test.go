@@ -22,6 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mocbuilders/moc-upload/local/logbuf"
 	"github.com/mocbuilders/moc-upload/local/stacktest"
@@ -239,23 +240,32 @@ var pdf = append([]byte("%PDF-1.7\n"), bytes.Repeat([]byte("x"), 1000)...)
 // image (a PNG) unless it is nil — and finalizes it.
 func (e *env) finalize(t *testing.T, userID, title string, image []byte) *upload.Moc {
 	t.Helper()
-	files := []sessionFile{{upload.FileSpec{Category: upload.CategoryInstruction, Name: "instructions.pdf", Size: int64(len(pdf)), Type: "application/pdf", Ext: "pdf"}, pdf}}
+	files := []testFile{pdfFile()}
 	if image != nil {
-		files = append(files, sessionFile{upload.FileSpec{Category: upload.CategoryImage, Name: "front.png", Size: int64(len(image)), Type: "image/png", Ext: "png"}, image})
+		files = append(files, pngFile("front.png", image))
 	}
 	return e.finalizeFiles(t, userID, title, files)
 }
 
-// sessionFile is a file of a session and its bytes.
-type sessionFile struct {
+// testFile is a file of a session; data nil: registered, never uploaded.
+type testFile struct {
 	spec upload.FileSpec
 	data []byte
 }
 
-// finalizeFiles registers the files in their order, uploads them in the
-// reverse order (so that no test can mistake the upload order for the
-// registration order) and finalizes the MOC.
-func (e *env) finalizeFiles(t *testing.T, userID, title string, files []sessionFile) *upload.Moc {
+func pngFile(name string, data []byte) testFile {
+	return testFile{upload.FileSpec{Category: upload.CategoryImage, Name: name, Size: int64(len(data)), Type: "image/png", Ext: "png"}, data}
+}
+
+func pdfFile() testFile {
+	return testFile{upload.FileSpec{Category: upload.CategoryInstruction, Name: "instructions.pdf", Size: int64(len(pdf)), Type: "application/pdf", Ext: "pdf"}, pdf}
+}
+
+// openSession opens a session of files, registers them in their order and
+// uploads the bytes of those that have some in the reverse order (so that
+// no test can mistake the upload order for the registration order); it
+// returns the session and the files' ids by name.
+func (e *env) openSession(t *testing.T, userID string, files ...testFile) (string, map[string]string) {
 	t.Helper()
 	ctx := t.Context()
 	var specs []upload.FileSpec
@@ -274,8 +284,10 @@ func (e *env) finalizeFiles(t *testing.T, userID, title string, files []sessionF
 		}
 		ids[i] = reg.File.ID
 	}
+	byName := map[string]string{}
 	for i := len(files) - 1; i >= 0; i-- {
 		data := files[i].data
+		byName[files[i].spec.Name] = ids[i]
 		for n, off := 1, int64(0); off < int64(len(data)); n, off = n+1, off+sess.PartSizeBytes {
 			part := data[off:min(off+sess.PartSizeBytes, int64(len(data)))]
 			sum := md5.Sum(part)
@@ -285,7 +297,15 @@ func (e *env) finalizeFiles(t *testing.T, userID, title string, files []sessionF
 			}
 		}
 	}
-	m, resumed, err := e.svc.Finalize(ctx, userID, upload.FinalizeRequest{SessionID: sess.ID, Title: title})
+	return sess.ID, byName
+}
+
+// finalizeFiles opens a session of files (openSession) and finalizes the
+// MOC.
+func (e *env) finalizeFiles(t *testing.T, userID, title string, files []testFile) *upload.Moc {
+	t.Helper()
+	sessionID, _ := e.openSession(t, userID, files...)
+	m, resumed, err := e.svc.Finalize(t.Context(), userID, upload.FinalizeRequest{SessionID: sessionID, Title: title})
 	if err != nil || resumed {
 		t.Fatalf("Finalize = %v, resumed %v", err, resumed)
 	}
@@ -295,26 +315,24 @@ func (e *env) finalizeFiles(t *testing.T, userID, title string, files []sessionF
 // rows returns the MOC's outbox rows by kind.
 func (e *env) rows(t *testing.T, mocID string) map[string]followup.Row {
 	t.Helper()
-	rs, err := e.store.Pool().Query(t.Context(), `SELECT id FROM outbox WHERE moc_id = $1`, mocID)
+	out := map[string]followup.Row{}
+	for _, id := range e.queryStrings(t, `SELECT id FROM outbox WHERE moc_id = $1`, mocID) {
+		r := e.row(t, id)
+		out[r.Kind] = r
+	}
+	return out
+}
+
+// queryStrings returns the one text column of a query's rows.
+func (e *env) queryStrings(t *testing.T, sql string, args ...any) []string {
+	t.Helper()
+	rs, err := e.store.Pool().Query(t.Context(), sql, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for rs.Next() {
-		var id string
-		if err := rs.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	rs.Close()
-	out := map[string]followup.Row{}
-	for _, id := range ids {
-		r, err := e.store.OutboxRow(t.Context(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[r.Kind] = *r
+	out, err := pgx.CollectRows(rs, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package followup_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -52,6 +53,37 @@ func TestSweeperRedispatchesOnlyOverdueRows(t *testing.T) {
 	}
 	if c := e.inv.take(); len(c) != 0 {
 		t.Errorf("second sweep invoked %+v", c)
+	}
+}
+
+// One run claims batch after batch until a claim comes back short: five
+// overdue rows with Batch 2 are three claims, all five dispatched once.
+func TestSweeperTakesSeveralBatches(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.svc.ThumbnailsEnabled = false
+	want := map[string]bool{}
+	ten := 10 * time.Minute
+	for i := range 5 {
+		job := e.job(t, e.finalize(t, "u1", fmt.Sprintf("Castle %d", i), nil).ID, followup.KindWebhook)
+		e.setDispatched(t, job.OutboxID, &ten)
+		want[job.OutboxID] = true
+	}
+	e.inv.take()
+
+	sw := &followup.Sweeper{Store: e.store, Dispatcher: e.disp, Batch: 2, Logger: e.log}
+	res, err := sw.Run(t.Context())
+	if err != nil || res != (followup.SweepResult{Redispatched: 5}) {
+		t.Fatalf("sweep = %+v, %v; want 5 redispatched", res, err)
+	}
+	for _, c := range e.inv.take() {
+		if !want[c.Job.OutboxID] {
+			t.Errorf("invoked %+v: not one of the overdue rows, or twice", c.Job)
+		}
+		delete(want, c.Job.OutboxID)
+	}
+	if len(want) != 0 {
+		t.Errorf("rows not dispatched: %v", want)
 	}
 }
 
@@ -148,19 +180,7 @@ func TestSweeperDeletesExpiredConnections(t *testing.T) {
 	if err != nil || res != (followup.SweepResult{ExpiredConnections: 2}) {
 		t.Fatalf("sweep = %+v, %v; want 2 expired connections deleted", res, err)
 	}
-	rows, err := e.store.Pool().Query(t.Context(), `SELECT connection_id FROM websocket_connections ORDER BY connection_id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		left = append(left, id)
-	}
-	rows.Close()
+	left := e.queryStrings(t, `SELECT connection_id FROM websocket_connections ORDER BY connection_id`)
 	if len(left) != 1 || left[0] != "live" {
 		t.Errorf("connection rows left: %v, want only live", left)
 	}

@@ -155,6 +155,45 @@ func TestThumbnailOfTooLargeImage(t *testing.T) {
 	}
 }
 
+// An image that grew past the limit after its HEAD (replaced by a larger
+// one in between) is refused too: the GET is never read past the limit.
+func TestThumbnailOfImageGrownSinceItsHead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const limit = 256
+	img := pngImage(t, 320, 320)
+	if len(img) <= limit+1 {
+		t.Fatalf("the test image is %d bytes, want over %d", len(img), limit+1)
+	}
+	m := e.finalize(t, "u1", "Grown", img)
+	job := e.job(t, m.ID, followup.KindThumbnail)
+	th := *e.thumbs
+	th.MaxImageBytes = limit
+	th.Blob = staleHead{e.blob}
+
+	if err := th.Run(t.Context(), job); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.moc(t, m.ID); got.ThumbnailStatus != upload.ThumbnailFailed || got.ThumbnailURL != nil {
+		t.Errorf("thumbnail %s %v, want failed, no URL", got.ThumbnailStatus, got.ThumbnailURL)
+	}
+	r := e.row(t, job.OutboxID)
+	if r.Status != followup.StatusDone {
+		t.Errorf("row %s, want done", r.Status)
+	}
+	// limit+1 bytes read: enough to know it is over, and no more.
+	mustContain(t, "last_error", r.LastError, fmt.Sprintf("the image is %d bytes, over the %d-byte limit", limit+1, limit))
+	if e.objectExists(t, upload.ThumbnailKey(stage, "u1", m.ID)) {
+		t.Error("a thumbnail was stored")
+	}
+}
+
+// staleHead is the real blob store whose HEAD reports a 1-byte object,
+// as if the object had been replaced by a larger one after it.
+type staleHead struct{ followup.ThumbnailBlob }
+
+func (staleHead) Head(context.Context, string) (int64, error) { return 1, nil }
+
 // An S3 error the SDK's retries did not get past — on the HEAD, the GET,
 // any read of the body or the PUT of the thumbnail — is a final answer:
 // the thumbnail failed with the reason, one warning with the MOC id, the
@@ -324,14 +363,13 @@ func TestThumbnailOfFirstImage(t *testing.T) {
 	first := solidPNG(t, 400, 200, color.NRGBA{255, 0, 0, 255})  // red, landscape
 	second := solidPNG(t, 200, 400, color.NRGBA{0, 0, 255, 255}) // blue, portrait
 	cover := solidPNG(t, 300, 300, color.NRGBA{0, 255, 0, 255})  // green
-	png := func(c upload.Category, name string, data []byte) sessionFile {
-		return sessionFile{upload.FileSpec{Category: c, Name: name, Size: int64(len(data)), Type: "image/png", Ext: "png"}, data}
-	}
-	m := e.finalizeFiles(t, "u1", "Two images", []sessionFile{
-		png(upload.CategoryThumbnail, "a-cover.png", cover),
-		png(upload.CategoryImage, "z-first.png", first),
-		{upload.FileSpec{Category: upload.CategoryInstruction, Name: "instructions.pdf", Size: int64(len(pdf)), Type: "application/pdf", Ext: "pdf"}, pdf},
-		png(upload.CategoryImage, "b-second.png", second),
+	coverFile := pngFile("a-cover.png", cover)
+	coverFile.spec.Category = upload.CategoryThumbnail
+	m := e.finalizeFiles(t, "u1", "Two images", []testFile{
+		coverFile,
+		pngFile("z-first.png", first),
+		pdfFile(),
+		pngFile("b-second.png", second),
 	})
 	if err := e.thumbs.Run(t.Context(), e.job(t, m.ID, followup.KindThumbnail)); err != nil {
 		t.Fatal(err)

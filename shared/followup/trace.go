@@ -15,9 +15,9 @@ import (
 // package documentation (Tracing).
 const tracerName = "github.com/mocbuilders/moc-upload/shared/followup"
 
-// SpanName is the name of the spans of a kind of work: its dispatch's and
+// spanName is the name of the spans of a kind of work: its dispatch's and
 // its job's ("" for a kind not known).
-func SpanName(kind string) string {
+func spanName(kind string) string {
 	switch kind {
 	case KindThumbnail:
 		return "generate.thumbnail"
@@ -30,10 +30,9 @@ func SpanName(kind string) string {
 // spanSweep is the Sweeper's run.
 const spanSweep = "outbox.sweep"
 
-// Outcomes of a job, its span's outcome attribute.
+// Outcomes of a job, its span's outcome attribute, besides the status its
+// row ends with (StatusDone, StatusFailed: see finished).
 const (
-	outcomeDone    = "done"
-	outcomeFailed  = "failed"
 	outcomeRetry   = "retry"
 	outcomeSkipped = "skipped"
 )
@@ -91,7 +90,7 @@ func startDispatch(ctx context.Context, job Job, function string) (context.Conte
 	if origin := remoteContext(job.TraceParent); origin.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: origin}))
 	}
-	return tracer().Start(ctx, SpanName(job.Kind), opts...)
+	return tracer().Start(ctx, spanName(job.Kind), opts...)
 }
 
 // startJob starts the consumer span of a job a function of kind runs: a
@@ -105,7 +104,7 @@ func startJob(ctx context.Context, kind string, job Job) (context.Context, trace
 		}
 		ctx = trace.ContextWithRemoteSpanContext(ctx, origin)
 	}
-	return tracer().Start(ctx, SpanName(kind), opts...)
+	return tracer().Start(ctx, spanName(kind), opts...)
 }
 
 // endJob ends a job's span: err, the error Run returns, means the job is

@@ -1,10 +1,7 @@
 package followup_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -122,18 +119,10 @@ func logTree(t *testing.T, ss spans) {
 	t.Log(b.String())
 }
 
-func attrs(s tracetest.SpanStub) map[string]any {
-	m := map[string]any{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
-
 // wantAttrs checks some of s's attributes.
 func wantAttrs(t *testing.T, s tracetest.SpanStub, want map[string]any) {
 	t.Helper()
-	got := attrs(s)
+	got := telemetrytest.Attrs(s)
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("span %s: attribute %s = %v (%T), want %v (%T)", s.Name, k, g, g, v, v)
@@ -143,7 +132,7 @@ func wantAttrs(t *testing.T, s tracetest.SpanStub, want map[string]any) {
 
 func wantNoAttr(t *testing.T, s tracetest.SpanStub, keys ...string) {
 	t.Helper()
-	got := attrs(s)
+	got := telemetrytest.Attrs(s)
 	for _, k := range keys {
 		if v, ok := got[k]; ok {
 			t.Errorf("span %s has %s = %v", s.Name, k, v)
@@ -193,53 +182,6 @@ func parentOf(t *testing.T, traceParent string) trace.SpanContext {
 		t.Fatalf("traceparent %q is not valid", traceParent)
 	}
 	return sc
-}
-
-// testFile is a file of a session; data nil: registered, never uploaded.
-type testFile struct {
-	spec upload.FileSpec
-	data []byte
-}
-
-func pngFile(name string, data []byte) testFile {
-	return testFile{upload.FileSpec{Category: upload.CategoryImage, Name: name, Size: int64(len(data)), Type: "image/png", Ext: "png"}, data}
-}
-
-func pdfFile() testFile {
-	return testFile{upload.FileSpec{Category: upload.CategoryInstruction, Name: "instructions.pdf", Size: int64(len(pdf)), Type: "application/pdf", Ext: "pdf"}, pdf}
-}
-
-// openSession opens a session of files, registers each and uploads the
-// bytes of those that have some; it returns the session and the files' ids
-// by name.
-func (e *env) openSession(t *testing.T, userID string, files ...testFile) (string, map[string]string) {
-	t.Helper()
-	ctx := t.Context()
-	var specs []upload.FileSpec
-	for _, f := range files {
-		specs = append(specs, f.spec)
-	}
-	sess, err := e.svc.CreateSession(ctx, userID, specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]string{}
-	for _, f := range files {
-		reg, err := e.svc.RegisterFile(ctx, userID, sess.ID, f.spec, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[f.spec.Name] = reg.File.ID
-		for n, off := 1, int64(0); off < int64(len(f.data)); n, off = n+1, off+sess.PartSizeBytes {
-			part := f.data[off:min(off+sess.PartSizeBytes, int64(len(f.data)))]
-			sum := md5.Sum(part)
-			if _, err := e.svc.UploadPart(ctx, userID, sess.ID, reg.File.ID, n, bytes.NewReader(part),
-				int64(len(part)), base64.StdEncoding.EncodeToString(sum[:])); err != nil {
-				t.Fatalf("upload part %d of %s: %v", n, f.spec.Name, err)
-			}
-		}
-	}
-	return sess.ID, ids
 }
 
 // spanPoster is the WebSocket management API: it accepts every post and
@@ -315,7 +257,7 @@ func TestFinalizeTrace(t *testing.T) {
 	for _, s := range checks {
 		wantChild(t, s, ss.one(t, "validate.files"))
 		wantStatus(t, s, codes.Unset)
-		name, _ := attrs(s)["name"].(string)
+		name, _ := telemetrytest.Attrs(s)["name"].(string)
 		f, ok := byName[name]
 		if !ok {
 			t.Errorf("validate.file of %q", name)
@@ -460,7 +402,7 @@ func TestRefusedFinalizeTrace(t *testing.T) {
 	want := map[string]string{"front.png": "", "instructions.pdf": "", "side.png": upload.ReasonMagicBytes,
 		"back.png": upload.ReasonMissing}
 	for _, s := range ss.named("validate.file") {
-		name := attrs(s)["name"].(string)
+		name := telemetrytest.Attrs(s)["name"].(string)
 		wantAttrs(t, s, map[string]any{"fileId": ids[name]})
 		reason, ok := want[name]
 		if !ok {

@@ -19,8 +19,9 @@
 // The migrations are the SQL files in migrations/, embedded in the binary
 // and applied in version order by [Migrate]. They keep the table and column
 // names of the service this one replaces; 00003 adds the outbox of the
-// work that follows a finalize (outbox.go, package followup). Never edit a
-// released migration: add a new file with the next version number.
+// work that follows a finalize (outbox.go, package followup), 00004 its
+// rows' traceparent. Never edit a released migration: add a new file with
+// the next version number.
 //
 // # Considerations
 //
@@ -31,6 +32,10 @@
 // the old state and both act on it, so one would overwrite the other's
 // change or a session would be finalized twice. With the lock the second
 // request waits until the first commits and then reads what it wrote.
+// Recording a part (and what a read of the session learnt from S3) takes
+// a share lock on the session instead (ShareSession, SELECT … FOR SHARE):
+// parts of one session are recorded side by side, each file's row lock
+// ordering its own, while an abort or a finalize's commit waits for them.
 //
 // Errors wrap the domain's sentinels: a missing row, an id that is not a
 // UUID (SQLSTATE 22P02) or a reference to a missing row (23503) wraps

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"net/url"
 	"os"
 	"testing"
 
@@ -13,3 +14,23 @@ import (
 func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
 
 func postgresURL(t *testing.T) string { return stacktest.Postgres(t) }
+
+// withQuery is raw with the parameters of query added (replacing any of
+// the same name).
+func withQuery(t *testing.T, raw, query string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	extra, err := url.ParseQuery(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range extra {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}

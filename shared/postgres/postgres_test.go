@@ -152,12 +152,7 @@ func TestMigrateTwice(t *testing.T) {
 // SchemaVersion reads what it applied.
 func TestMigrateWithPoolParameters(t *testing.T) {
 	t.Parallel()
-	url := postgresURL(t)
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	url += sep + "pool_max_conns=2&pool_min_conns=1"
+	url := withQuery(t, postgresURL(t), "pool_max_conns=2&pool_min_conns=1")
 	if err := Migrate(t.Context(), url); err != nil {
 		t.Fatal(err)
 	}
@@ -218,16 +213,12 @@ func TestMigrateDownAndUp(t *testing.T) {
 func TestOpenPoolSize(t *testing.T) {
 	t.Parallel()
 	url := postgresURL(t)
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
 	tests := []struct {
 		url  string
 		want int32
 	}{
 		{url, defaultMaxConns},
-		{url + sep + "pool_max_conns=2", 2},
+		{withQuery(t, url, "pool_max_conns=2"), 2},
 	}
 	for _, tt := range tests {
 		s, err := Open(t.Context(), tt.url)

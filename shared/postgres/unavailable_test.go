@@ -19,20 +19,12 @@ func proxied(t *testing.T, query string) (*Store, *faultnet.Proxy) {
 	if err := Migrate(t.Context(), raw); err != nil {
 		t.Fatal(err)
 	}
-	u, err := url.Parse(raw)
+	u, err := url.Parse(withQuery(t, raw, query))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := faultnet.NewProxy(t, u.Host)
 	u.Host = p.Addr()
-	if query != "" {
-		q := u.Query()
-		extra, _ := url.ParseQuery(query)
-		for k, v := range extra {
-			q[k] = v
-		}
-		u.RawQuery = q.Encode()
-	}
 	s, err := Open(t.Context(), u.String())
 	if err != nil {
 		t.Fatal(err)

@@ -100,19 +100,7 @@ func (n *Notifier) Announce(ctx context.Context, ev upload.Events) {
 	if f := ev.Finalized; f != nil {
 		msgs = append(msgs, message{f.SessionID, mustJSON(NewSessionFinalizedEvent(*f))})
 	}
-	n.send(ctx, eventTypes(ev), msgs)
-}
-
-// eventTypes names the kinds of events in ev, in order.
-func eventTypes(ev upload.Events) []string {
-	var kinds []string
-	if len(ev.Parts) > 0 {
-		kinds = append(kinds, TypePartCompleted)
-	}
-	if ev.Finalized != nil {
-		kinds = append(kinds, TypeSessionFinalized)
-	}
-	return kinds
+	n.send(ctx, eventAttr(ev), msgs)
 }
 
 func mustJSON(v any) []byte {
@@ -154,16 +142,16 @@ func (r *report) postFailed(n int, err error) {
 	}
 }
 
-// send delivers msgs, events of the kinds named: for each session (in
-// order of first appearance) it lists the connections once, then posts
-// each connection its messages in order, connections concurrently, all
-// within the call's budget. The call is the span progress.send, under
-// ctx's (see report.endSpan).
-func (n *Notifier) send(ctx context.Context, kinds []string, msgs []message) {
+// send delivers msgs, events of the kinds kind names (see eventAttr): for
+// each session (in order of first appearance) it lists the connections
+// once, then posts each connection its messages in order, connections
+// concurrently, all within the call's budget. The call is the span
+// progress.send, under ctx's (see report.endSpan).
+func (n *Notifier) send(ctx context.Context, kind attribute.KeyValue, msgs []message) {
 	if len(msgs) == 0 {
 		return
 	}
-	ctx, span := otel.Tracer(tracerName).Start(ctx, spanSend, trace.WithAttributes(eventAttr(kinds)))
+	ctx, span := otel.Tracer(tracerName).Start(ctx, spanSend, trace.WithAttributes(kind))
 	bctx, cancel := n.budget(ctx)
 	defer cancel()
 
@@ -208,7 +196,7 @@ func (n *Notifier) send(ctx context.Context, kinds []string, msgs []message) {
 	}
 	close(next)
 	wg.Wait()
-	n.log(ctx, kinds, rep)
+	n.log(ctx, kind, rep)
 	rep.endSpan(span)
 }
 
@@ -235,9 +223,16 @@ const (
 	attrFailed      = attribute.Key("failed")
 )
 
-// eventAttr names the call's kinds of events: event when it has one,
-// events when it has both.
-func eventAttr(kinds []string) attribute.KeyValue {
+// eventAttr names the kinds of events in ev, in order: event when it has
+// one, events when it has both. The span and the warnings carry it.
+func eventAttr(ev upload.Events) attribute.KeyValue {
+	var kinds []string
+	if len(ev.Parts) > 0 {
+		kinds = append(kinds, TypePartCompleted)
+	}
+	if ev.Finalized != nil {
+		kinds = append(kinds, TypeSessionFinalized)
+	}
 	if len(kinds) == 1 {
 		return attrEvent.String(kinds[0])
 	}
@@ -362,11 +357,10 @@ func (n *Notifier) logger() *slog.Logger {
 
 // log writes the call's one warning, when something was not delivered or
 // not cleaned up; a call that delivered everything logs nothing.
-func (n *Notifier) log(ctx context.Context, kinds []string, rep *report) {
+func (n *Notifier) log(ctx context.Context, kind attribute.KeyValue, rep *report) {
 	if rep.failed == 0 && rep.listErr == nil && rep.deleteErr == nil {
 		return
 	}
-	kind := eventAttr(kinds)
 	attrs := []any{
 		string(kind.Key), kind.Value.AsInterface(),
 		"sessionIds", rep.sessions,
@@ -413,7 +407,7 @@ func (d Disabled) Announce(ctx context.Context, ev upload.Events) {
 		sessionID = ev.Finalized.SessionID
 		dropped++
 	}
-	kind := eventAttr(eventTypes(ev))
+	kind := eventAttr(ev)
 	l := d.Logger
 	if l == nil {
 		l = slog.Default()

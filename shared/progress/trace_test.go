@@ -3,6 +3,7 @@ package progress
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -18,19 +19,6 @@ import (
 // These tests install a global TracerProvider: none of them runs in
 // parallel (Go runs the parallel tests only after them).
 
-func recordSpans(t *testing.T) (*tracetest.InMemoryExporter, trace.Tracer) {
-	t.Helper()
-	return telemetrytest.RecordSpans(t)
-}
-
-func spanAttrs(s tracetest.SpanStub) map[string]any {
-	m := map[string]any{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
-
 func sendSpans(exp *tracetest.InMemoryExporter) []tracetest.SpanStub {
 	var out []tracetest.SpanStub
 	for _, s := range exp.GetSpans() {
@@ -45,7 +33,7 @@ func sendSpans(exp *tracetest.InMemoryExporter) []tracetest.SpanStub {
 // made in its context (where the management client's otelaws spans go);
 // the messages are the events' JSON, unchanged.
 func TestSendSpan(t *testing.T) {
-	exp, tracer := recordSpans(t)
+	exp, tracer := telemetrytest.RecordSpans(t)
 	conns := &fakeConns{bySess: map[string][]string{"s1": {"a", "gone", "bad", "b"}}}
 	var mu sync.Mutex
 	var postedUnder []trace.SpanContext
@@ -78,7 +66,7 @@ func TestSendSpan(t *testing.T) {
 	}
 	want := map[string]any{"event": TypePartCompleted, "sessionId": "s1", "connections": int64(4),
 		"sent": int64(4), "gone": int64(1), "failed": int64(2)}
-	got := spanAttrs(s)
+	got := telemetrytest.Attrs(s)
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("attribute %s = %v, want %v", k, got[k], v)
@@ -105,7 +93,7 @@ func TestSendSpan(t *testing.T) {
 // A call that delivered everything, gone connections aside, is not an
 // error; a call without a span in its context starts a trace.
 func TestSendSpanDelivered(t *testing.T) {
-	exp, _ := recordSpans(t)
+	exp, _ := telemetrytest.RecordSpans(t)
 	conns := &fakeConns{bySess: map[string][]string{"s1": {"a", "gone"}}}
 	poster := &fakePoster{answer: func(_ context.Context, id string) error {
 		if id == "gone" {
@@ -123,7 +111,7 @@ func TestSendSpanDelivered(t *testing.T) {
 	if s.Status.Code != codes.Unset || s.Parent.IsValid() {
 		t.Errorf("status %s, parent %v; want Unset, a root", s.Status.Code, s.Parent)
 	}
-	got := spanAttrs(s)
+	got := telemetrytest.Attrs(s)
 	if got["event"] != TypeSessionFinalized || got["connections"] != int64(2) || got["sent"] != int64(1) ||
 		got["gone"] != int64(1) || got["failed"] != int64(0) {
 		t.Errorf("attributes %v", got)
@@ -140,7 +128,7 @@ func TestSendSpanDelivered(t *testing.T) {
 
 // Nothing to send: no span.
 func TestNoEventsNoSpan(t *testing.T) {
-	exp, _ := recordSpans(t)
+	exp, _ := telemetrytest.RecordSpans(t)
 	n, _ := newNotifier(&fakeConns{}, &fakePoster{})
 	n.Announce(t.Context(), upload.Events{Parts: nil})
 	if got := exp.GetSpans(); len(got) != 0 {
@@ -150,14 +138,14 @@ func TestNoEventsNoSpan(t *testing.T) {
 
 // Parts of several sessions in one call: the span names them all.
 func TestSendSpanSessions(t *testing.T) {
-	exp, _ := recordSpans(t)
+	exp, _ := telemetrytest.RecordSpans(t)
 	n, _ := newNotifier(&fakeConns{bySess: map[string][]string{"s1": {"a"}, "s2": {"b"}}}, &fakePoster{})
 	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 1), part("s2", 1, 1, 1)}})
 	spans := sendSpans(exp)
 	if len(spans) != 1 {
 		t.Fatalf("%d progress.send spans, want 1", len(spans))
 	}
-	got := spanAttrs(spans[0])
+	got := telemetrytest.Attrs(spans[0])
 	if ids, _ := got["sessionIds"].([]string); len(ids) != 2 || ids[0] != "s1" || ids[1] != "s2" || got["sessionId"] != nil {
 		t.Errorf("attributes %v, want sessionIds [s1 s2]", got)
 	}
@@ -166,7 +154,7 @@ func TestSendSpanSessions(t *testing.T) {
 // A request's parts and finalized event are one call: one span, naming
 // both kinds of events.
 func TestSendSpanPartsAndFinalized(t *testing.T) {
-	exp, _ := recordSpans(t)
+	exp, _ := telemetrytest.RecordSpans(t)
 	n, _ := newNotifier(&fakeConns{bySess: map[string][]string{"s1": {"a"}}}, &fakePoster{})
 	n.Announce(t.Context(), upload.Events{Parts: []upload.PartCompleted{part("s1", 1, 1, 1)},
 		Finalized: &upload.SessionFinalized{SessionID: "s1", MocID: "m1"}})
@@ -174,9 +162,41 @@ func TestSendSpanPartsAndFinalized(t *testing.T) {
 	if len(spans) != 1 {
 		t.Fatalf("%d progress.send spans, want 1", len(spans))
 	}
-	got := spanAttrs(spans[0])
+	got := telemetrytest.Attrs(spans[0])
 	if kinds, _ := got["events"].([]string); len(kinds) != 2 || kinds[0] != TypePartCompleted ||
 		kinds[1] != TypeSessionFinalized || got["event"] != nil || got["sent"] != int64(2) {
 		t.Errorf("attributes %v, want events [part, finalized], 2 sent", got)
+	}
+}
+
+// The real management API client (NewClient) makes each post an
+// OpenTelemetry client span (otelaws), a child of progress.send.
+func TestRealClientPostIsAChildSpan(t *testing.T) {
+	exp, tracer := telemetrytest.RecordSpans(t) // before NewClient: otelaws takes the provider then
+	store := openStore(t)
+	api := newManagementAPI(t, "/dev")
+	s1 := newSession(t, store, "u1")
+	connect(t, store, "c1=", "u1", s1)
+	n, _ := newClientNotifier(t, store, ClientConfig{Endpoint: api.endpoint()})
+
+	ctx, request := tracer.Start(t.Context(), "request")
+	n.Announce(ctx, upload.Events{Finalized: &upload.SessionFinalized{SessionID: s1, MocID: "m1"}})
+	request.End()
+
+	send := sendSpans(exp)
+	if len(send) != 1 {
+		t.Fatalf("%d progress.send spans, want 1", len(send))
+	}
+	var posts []tracetest.SpanStub
+	for _, s := range exp.GetSpans() {
+		if s.Parent.SpanID() == send[0].SpanContext.SpanID() {
+			posts = append(posts, s)
+		}
+	}
+	if len(posts) != 1 || posts[0].SpanKind != trace.SpanKindClient || !strings.Contains(posts[0].Name, "PostToConnection") {
+		t.Errorf("children of progress.send: %+v, want one client span of PostToConnection", posts)
+	}
+	if got := api.received("c1="); len(got) != 1 {
+		t.Errorf("c1= received %v, want the finalized event", got)
 	}
 }

@@ -21,8 +21,9 @@
 //	                       the default chain reads these same variables, plus
 //	                       the AWS_SESSION_TOKEN that Lambda's role needs.
 //	S3_SSE                 Config.SSE: x-amz-server-side-encryption sent on
-//	                       CreateMultipartUpload. The config package defaults it
-//	                       to "AES256"; an empty Config.SSE sends no header.
+//	                       CreateMultipartUpload and PutObject. The config package
+//	                       defaults it to "AES256"; an empty Config.SSE sends no
+//	                       header.
 //	S3_PUBLIC_BASE_URL     Config.PublicBaseURL: when set, PresignGet returns
 //	                       PublicBaseURL + "/" + key (a CDN or public bucket)
 //	                       instead of a presigned URL.
@@ -38,9 +39,10 @@
 // On the bucket's objects (arn:aws:s3:::BUCKET/*) the functions need:
 //
 //	s3:PutObject                  CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
-//	                              presigned PutObject and UploadPart URLs
+//	                              PutObject, presigned PutObject and UploadPart URLs
 //	s3:GetObject                  GetObject (Open, ReadHead), HeadObject (Head), presigned GETs
 //	s3:AbortMultipartUpload       AbortMultipartUpload
+//	s3:DeleteObject               DeleteObject (a replaced file's object)
 //	s3:ListMultipartUploadParts   ListParts (parts PUT directly to presigned URLs)
 //
 // With SSE "aws:kms" the role also needs kms:GenerateDataKey and kms:Decrypt on
@@ -70,9 +72,9 @@
 //
 // Integrity. When a Content-MD5 is given it is sent to S3, which checks it
 // (BadDigest → [upload.ErrBadDigest]). The adapter does not hash the bytes
-// itself: the upload service already hashes every part as it streams (it
-// stores the part's MD5) and checks Content-MD5 against that too, for
-// S3-compatible stores that ignore the header.
+// itself: the upload service hashes a part that comes with a Content-MD5 as
+// it streams and checks the header against that too, for S3-compatible
+// stores that ignore it.
 //
 // Retries. The SDK's standard retryer retries throttling, 5xx and network
 // errors with backoff, up to MaxAttempts. The part body cannot be replayed,

@@ -220,15 +220,17 @@ func withDefaults(cfg Config) Config {
 	return cfg
 }
 
+// sse is the encryption of the objects the service writes: Config.SSE.
+// The SDK sends no x-amz-server-side-encryption header for an empty one.
+func (b *Blob) sse() types.ServerSideEncryption { return types.ServerSideEncryption(b.cfg.SSE) }
+
 // CreateMultipartUpload starts a multipart upload of key, with server-side
 // encryption when Config.SSE is set.
 func (b *Blob) CreateMultipartUpload(ctx context.Context, key, contentType string) (string, error) {
-	in := &s3.CreateMultipartUploadInput{Bucket: &b.cfg.Bucket, Key: &key}
+	in := &s3.CreateMultipartUploadInput{Bucket: &b.cfg.Bucket, Key: &key,
+		ServerSideEncryption: b.sse()}
 	if contentType != "" {
 		in.ContentType = &contentType
-	}
-	if b.cfg.SSE != "" {
-		in.ServerSideEncryption = types.ServerSideEncryption(b.cfg.SSE)
 	}
 	ctx, cancel := b.bound(ctx, b.cfg.OperationTimeout)
 	defer cancel()
@@ -398,16 +400,14 @@ func (b *Blob) AbortMultipartUpload(ctx context.Context, key, uploadID string) e
 // retryer may send it again.
 func (b *Blob) PutObject(ctx context.Context, key, contentType string, body []byte) error {
 	in := &s3.PutObjectInput{
-		Bucket:        &b.cfg.Bucket,
-		Key:           &key,
-		Body:          bytes.NewReader(body),
-		ContentLength: aws.Int64(int64(len(body))),
+		Bucket:               &b.cfg.Bucket,
+		Key:                  &key,
+		Body:                 bytes.NewReader(body),
+		ContentLength:        aws.Int64(int64(len(body))),
+		ServerSideEncryption: b.sse(),
 	}
 	if contentType != "" {
 		in.ContentType = &contentType
-	}
-	if b.cfg.SSE != "" {
-		in.ServerSideEncryption = types.ServerSideEncryption(b.cfg.SSE)
 	}
 	ctx, cancel := b.bound(ctx, b.cfg.TransferTimeout)
 	defer cancel()

@@ -10,12 +10,16 @@ import (
 	"image/color"
 	"image/jpeg"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/disintegration/imaging"
+
+	"github.com/mocbuilders/moc-upload/shared/upload"
 )
 
 // stored are the quadrant colours of quadrants(): top-left, top-right,
@@ -276,6 +280,21 @@ func TestQualityMatchesImaging(t *testing.T) {
 		if p < tc.minPSNR {
 			t.Errorf("%s: PSNR %.1f dB against imaging.Thumbnail Lanczos, want >= %.0f", tc.name, p, tc.minPSNR)
 		}
+	}
+}
+
+// The types Generate accepts are exactly the image types the upload rules
+// accept for images and thumbnails: a type added there must be decoded
+// here, or its MOCs would get a failed thumbnail.
+func TestAcceptedTypesAreTheUploadRules(t *testing.T) {
+	want := map[string]bool{}
+	for _, c := range []upload.Category{upload.CategoryImage, upload.CategoryThumbnail} {
+		for _, mt := range upload.AllowedTypes(c) {
+			want[mt] = true
+		}
+	}
+	if !maps.Equal(acceptedTypes, want) {
+		t.Errorf("accepted types %v, the upload rules' image types %v", slices.Sorted(maps.Keys(acceptedTypes)), slices.Sorted(maps.Keys(want)))
 	}
 }
 

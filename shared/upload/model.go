@@ -84,7 +84,7 @@ type Part struct {
 	PartNumber int
 	ETag       string
 	Size       int64
-	MD5        string // hex MD5 of the part's bytes
+	MD5        string // hex MD5 of the part's bytes, when it came with a Content-MD5; else ""
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 }

@@ -239,13 +239,19 @@ func (s *Service) readSession(ctx context.Context, userID, sessionID string) (*S
 		if err != nil {
 			return err
 		}
+		// One query for every file's parts, not one per file: this is the
+		// resume poll.
+		parts, err := tx.ListSessionParts(ctx, sessionID)
+		if err != nil {
+			return err
+		}
 		v = SessionView{Session: sess, Status: sess.StatusAt(s.now())}
 		for _, f := range files {
-			parts, err := tx.ListParts(ctx, f.ID)
-			if err != nil {
-				return err
+			fp := parts[f.ID]
+			if fp == nil {
+				fp = []Part{}
 			}
-			v.Files = append(v.Files, FileView{File: f, TotalParts: TotalParts(f.Size, sess.PartSizeBytes), Parts: parts})
+			v.Files = append(v.Files, FileView{File: f, TotalParts: TotalParts(f.Size, sess.PartSizeBytes), Parts: fp})
 		}
 		return nil
 	})

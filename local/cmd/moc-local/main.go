@@ -3,7 +3,7 @@
 // `make migrate` all come here.
 //
 //	moc-local                          start everything, serve the HTTP, WebSocket and Lambda Invoke APIs, Ctrl-C stops
-//	moc-local seed                     load the sample session and image file
+//	moc-local seed                     load the sample rows (local/devstack/seed.sql) and their objects
 //	moc-local replay -fn F -event E    run function F's handler on sample event E (an HTTP API event, or an async function's payload)
 //	moc-local migrate                  apply migrations to DATABASE_URL
 package main

@@ -38,3 +38,13 @@ func RecordSpans(t TB) (*tracetest.InMemoryExporter, trace.Tracer) {
 	})
 	return exp, tp.Tracer("test")
 }
+
+// Attrs is a recorded span's attributes by key, with Go values (string,
+// int64, bool, []string, …) to compare against.
+func Attrs(s tracetest.SpanStub) map[string]any {
+	m := make(map[string]any, len(s.Attributes))
+	for _, kv := range s.Attributes {
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
+}
